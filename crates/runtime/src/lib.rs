@@ -1,0 +1,15 @@
+//! The shared runtime of every Flotilla service: configuration, logs and metrics, the HTTP stack,
+//! problem+json errors, database pools, token verification and rate limiting.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod ids;
+pub mod problem;
+pub mod ratelimit;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+pub use problem::{ApiJson, ApiPath, ApiQuery, FieldError, Problem};
