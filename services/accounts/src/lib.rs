@@ -1,0 +1,86 @@
+//! Flotilla accounts: users, argon2id password hashing, EdDSA access tokens with rotating refresh
+//! tokens (reuse revokes the session), signing keys published as JWKS, and admin user management.
+//!
+//! Layout: `store` holds all SQL; `policy`, `password`, `tokens` and `keys` hold the rules;
+//! `service` the use cases; `http` the thin axum handlers; `error` the one error type.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod password;
+pub mod policy;
+pub mod service;
+pub mod store;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_runtime::auth::AuthContext;
+use flotilla_runtime::config::RuntimeConfig;
+use flotilla_runtime::db::{Db, Migrations};
+use flotilla_runtime::http::{Ops, service_router};
+
+pub use config::{AdminBootstrap, Config};
+pub use error::Error;
+pub use keys::rotate_signing_key;
+pub use model::User;
+pub use service::{Accounts, Outcome, ensure_admin, promote};
+pub use store::Store;
+
+pub const SERVICE: &str = "accounts";
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The accounts schema for both engines.
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATOR, postgres: &POSTGRES_MIGRATOR };
+
+/// How often a running service re-reads its signing keys (to pick up a rotation made by the CLI
+/// or another replica).
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Loads/creates signing keys, publishes them into `auth.keys`, runs the env admin bootstrap,
+/// and returns the service router already wrapped by `service_router`.
+///
+/// The database must be reachable and migrated (`Db::open_and_migrate` or `Db::migrate`).
+pub async fn app(cfg: Config, rt: &RuntimeConfig, db: Db, auth: AuthContext) -> Result<axum::Router, Error> {
+    let store = Store::new(db.clone());
+    if let Some(admin) = &cfg.admin {
+        let outcome = ensure_admin(&store, &admin.email, &admin.name, &admin.password).await?;
+        tracing::info!(email = %admin.email, ?outcome, "bootstrap administrator ensured");
+    }
+    let accounts = Arc::new(Accounts::new(cfg, store, auth).await?);
+    spawn_key_reloader(&accounts);
+
+    let ready_db = db.clone();
+    let ops = Ops::new()
+        .check(
+            "database",
+            Arc::new(move || {
+                let db = ready_db.clone();
+                Box::pin(async move { db.check_ready().await })
+            }),
+        )
+        .before_scrape(Arc::new(move || db.record_pool_metrics()));
+    Ok(service_router(SERVICE, http::router(accounts), ops, rt))
+}
+
+/// Re-reads the signing keys periodically for as long as the service state is alive.
+fn spawn_key_reloader(accounts: &Arc<Accounts>) {
+    let weak = Arc::downgrade(accounts);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(accounts) = weak.upgrade() else { return };
+            if let Err(e) = accounts.signer.reload(&accounts.store).await {
+                tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+            }
+        }
+    });
+}
