@@ -1,0 +1,195 @@
+//! The HTTP handlers: authenticate, parse, call [`Tasks`], shape the response.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use flotilla_runtime::auth::{Auth, AuthContext, require_auth};
+use flotilla_runtime::{ApiJson, ApiPath, ApiQuery, Problem};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::TaskError;
+use crate::model::{Task, TaskJson};
+use crate::query::parse_list_query;
+use crate::service::Tasks;
+use crate::store::Store;
+use crate::validate::validate_replace;
+use crate::validate::{CompleteInput, CreateInput, UpdateInput, apply_patch, validate_create, validate_patch};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+type Result<T, E = TaskError> = std::result::Result<T, E>;
+
+/// The API routes, behind token verification.
+pub fn router(store: Store, auth: &AuthContext) -> Router {
+    Router::new()
+        .route("/api/{user_id}/tasks", get(list).post(create))
+        .route("/api/{user_id}/tasks/{id}", get(read).put(replace).patch(update).delete(remove))
+        .route("/api/{user_id}/tasks/{id}/complete", patch(complete))
+        .route_layer(axum::middleware::from_fn_with_state(auth.verifier.clone(), require_auth))
+        .with_state(Tasks::new(store))
+}
+
+#[derive(Serialize)]
+struct ListBody {
+    tasks: Vec<TaskJson>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<String>,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    let q = parse_list_query(&pairs).map_err(TaskError::Invalid)?;
+    let page = tasks.list(&user_id, &q).await?;
+    let body = ListBody { tasks: page.tasks.iter().map(Task::to_json).collect(), next_cursor: page.next_cursor };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn create(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<String>,
+    req: Request,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    let key = req.headers().get(IDEMPOTENCY_KEY).map(|v| v.as_bytes().to_vec());
+    let (input, raw): (CreateInput, Bytes) = read_json(req).await?;
+    let idem = key.map(|k| Tasks::idempotency_key(&k, &raw)).transpose()?;
+    let content = validate_create(input).map_err(TaskError::Invalid)?;
+    let created = tasks.create(&user_id, content, idem.as_ref()).await?;
+    let mut res = task_response(StatusCode::CREATED, &created.task);
+    let location = format!("/api/{user_id}/tasks/{}", created.task.id);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if created.replayed {
+        res.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(res)
+}
+
+async fn read(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath((user_id, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    Ok(task_response(StatusCode::OK, &tasks.get(&user_id, &id).await?))
+}
+
+async fn replace(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath((user_id, id)): ApiPath<(String, String)>,
+    req: Request,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    let headers = req.headers().clone();
+    let (input, _): (UpdateInput, Bytes) = read_json(req).await?;
+    let (content, completed) = validate_replace(input).map_err(TaskError::Invalid)?;
+    let task = tasks
+        .modify(&user_id, &id, if_match(&headers).as_deref(), |current, now| {
+            let mut next = current.clone();
+            next.set_content(content.clone());
+            next.set_completed(completed, now);
+            Ok(next)
+        })
+        .await?;
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+async fn update(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath((user_id, id)): ApiPath<(String, String)>,
+    req: Request,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    let headers = req.headers().clone();
+    let (input, _): (UpdateInput, Bytes) = read_json(req).await?;
+    let patch = validate_patch(input).map_err(TaskError::Invalid)?;
+    let task = tasks
+        .modify(&user_id, &id, if_match(&headers).as_deref(), |current, now| apply_patch(current, &patch, now))
+        .await?;
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+async fn remove(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath((user_id, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    tasks.delete(&user_id, &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// No body toggles; `{completed: bool}` sets.
+async fn complete(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiPath((user_id, id)): ApiPath<(String, String)>,
+    req: Request,
+) -> Result<Response> {
+    auth.require_user(&user_id)?;
+    let if_match = if_match(req.headers());
+    let (parts, body) = req.into_parts();
+    let raw = read_bytes(Request::from_parts(parts.clone(), body)).await?;
+    let wanted = if raw.trim_ascii().is_empty() {
+        None
+    } else {
+        let ApiJson(CompleteInput { completed }) =
+            ApiJson::<CompleteInput>::from_request(Request::from_parts(parts, Body::from(raw)), &()).await?;
+        Some(completed)
+    };
+    let task = tasks
+        .modify(&user_id, &id, if_match.as_deref(), |current, now| {
+            let mut next = current.clone();
+            next.set_completed(wanted.unwrap_or(!current.completed), now);
+            Ok(next)
+        })
+        .await?;
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+/// The task as JSON with its `ETag`.
+fn task_response(status: StatusCode, task: &Task) -> Response {
+    let mut res = (status, axum::Json(task.to_json())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&task.etag()) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+/// The `If-Match` header; a value that is not text never matches (it becomes "").
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or_default().to_owned())
+}
+
+/// The raw body within the service's body limit (413 beyond it).
+async fn read_bytes(req: Request) -> Result<Bytes, Problem> {
+    Bytes::from_request(req, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+        } else {
+            Problem::bad_request("the request body could not be read")
+        }
+    })
+}
+
+/// A JSON body with the usual problem+json rejections, plus its raw bytes.
+async fn read_json<T: DeserializeOwned>(req: Request) -> Result<(T, Bytes), Problem> {
+    let (parts, body) = req.into_parts();
+    let raw = read_bytes(Request::from_parts(parts.clone(), body)).await?;
+    let ApiJson(v) = ApiJson::<T>::from_request(Request::from_parts(parts, Body::from(raw.clone())), &()).await?;
+    Ok((v, raw))
+}
