@@ -202,11 +202,17 @@ pub struct TokenPolicy {
 
 const CACHE_MAX: usize = 10_000;
 
+/// Fetches the current public keys again (a remote JWKS); see [`JwksClient`].
+pub trait KeyRefresher: Send + Sync {
+    fn refresh(&self) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
 pub struct Verifier {
     keys: Arc<PublicKeys>,
     revocations: Arc<Revocations>,
     validation: Validation,
     cache: Mutex<HashMap<[u8; 32], Claims>>,
+    refresher: std::sync::OnceLock<Arc<dyn KeyRefresher>>,
 }
 
 impl Verifier {
@@ -216,7 +222,32 @@ impl Verifier {
         validation.set_audience(&[&policy.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        Self { keys, revocations, validation, cache: Mutex::new(HashMap::new()) }
+        Self { keys, revocations, validation, cache: Mutex::new(HashMap::new()), refresher: Default::default() }
+    }
+
+    /// Lets [`Verifier::authenticate`] fetch keys again when a token names an unknown `kid`
+    /// (the issuer rotated its key).
+    pub fn set_refresher(&self, refresher: Arc<dyn KeyRefresher>) {
+        let _ = self.refresher.set(refresher);
+    }
+
+    /// Like [`Verifier::verify`], but a token signed with a key this process has not seen yet
+    /// triggers one refresh of the key set before it is rejected.
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+        match self.verify(token) {
+            Err(AuthError::Invalid) if self.has_unknown_kid(token) => match self.refresher.get() {
+                Some(r) => {
+                    r.refresh().await;
+                    self.verify(token)
+                }
+                None => Err(AuthError::Invalid),
+            },
+            other => other,
+        }
+    }
+
+    fn has_unknown_kid(&self, token: &str) -> bool {
+        matches!(jsonwebtoken::decode_header(token), Ok(h) if h.kid.as_deref().is_some_and(|k| self.keys.get(k).is_none()))
     }
 
     pub fn keys(&self) -> &Arc<PublicKeys> {
@@ -262,9 +293,9 @@ impl Verifier {
         })
     }
 
-    /// Verifies the `Authorization: Bearer …` header.
-    pub fn verify_headers(&self, headers: &HeaderMap) -> Result<Claims, AuthError> {
-        self.verify(bearer_token(headers).ok_or(AuthError::Missing)?)
+    /// Verifies the `Authorization: Bearer …` header (refreshing keys on an unknown `kid`).
+    pub async fn verify_headers(&self, headers: &HeaderMap) -> Result<Claims, AuthError> {
+        self.authenticate(bearer_token(headers).ok_or(AuthError::Missing)?).await
     }
 }
 
@@ -279,7 +310,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// bearer token itself.
 pub async fn require_auth(State(verifier): State<Arc<Verifier>>, mut req: Request, next: Next) -> Response {
     if req.extensions().get::<Claims>().is_none() {
-        match verifier.verify_headers(req.headers()) {
+        match verifier.verify_headers(req.headers()).await {
             Ok(claims) => {
                 req.extensions_mut().insert(claims);
             }
@@ -429,7 +460,10 @@ mod tests {
         let (key, verifier) = setup();
         let token = key.sign(&claims("u1", 900));
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        parts[2] = format!("{}AA", &parts[2][..parts[2].len() - 2]);
+        // Change one full-value character in the middle of the signature.
+        let mut sig: Vec<char> = parts[2].chars().collect();
+        sig[20] = if sig[20] == 'A' { 'B' } else { 'A' };
+        parts[2] = sig.into_iter().collect();
         assert_eq!(verifier.verify(&parts.join(".")), Err(AuthError::Invalid));
         assert_eq!(
             verifier.verify(&format!("{}.mock-signature", &token[..token.rfind('.').unwrap()])),

@@ -51,6 +51,12 @@ vars! {
     RATE_LIMIT_PER_IP = "FLOTILLA_RATE_LIMIT_PER_IP", "1200", "Requests per minute per client IP at the gateway (0 = off).";
     RATE_LIMIT_PER_USER = "FLOTILLA_RATE_LIMIT_PER_USER", "600", "Requests per minute per signed-in user at the gateway (0 = off).";
     TRUSTED_PROXIES = "FLOTILLA_TRUSTED_PROXIES", "", "Comma-separated proxy IPs whose X-Forwarded-For is believed (e.g. the ingress controller).";
+    ACCOUNTS_URL = "FLOTILLA_ACCOUNTS_URL", "", "Base URL of the accounts service (gateway upstream; JWKS source of the other services).";
+    TASKS_URL = "FLOTILLA_TASKS_URL", "", "Base URL of the tasks service (gateway upstream).";
+    UPSTREAM_TIMEOUT_MS = "FLOTILLA_UPSTREAM_TIMEOUT_MS", "5000", "Gateway: time limit of one attempt at an upstream call.";
+    UPSTREAM_RETRIES = "FLOTILLA_UPSTREAM_RETRIES", "2", "Gateway: extra attempts for idempotent requests that failed to connect or got 502/503/504.";
+    BREAKER_THRESHOLD = "FLOTILLA_BREAKER_THRESHOLD", "5", "Gateway: consecutive failures that open an upstream's circuit.";
+    BREAKER_OPEN_MS = "FLOTILLA_BREAKER_OPEN_MS", "5000", "Gateway: how long an open circuit fails fast before one probe is let through.";
 }
 
 /// Invalid configuration: names the variable, the value and the reason, on one line.

@@ -26,6 +26,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
 pub const METRICS_PATH: &str = "/metrics";
+/// The gateway's liveness path: its `/health` reports on the services behind it.
+pub const GATEWAY_LIVENESS_PATH: &str = "/livez";
 
 /// A named readiness check (database, bus, upstream keys…).
 pub type CheckFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -35,6 +37,7 @@ pub type CheckFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send
 pub struct Ops {
     checks: Vec<(&'static str, CheckFn)>,
     before_scrape: Vec<Arc<dyn Fn() + Send + Sync>>,
+    liveness_path: Option<&'static str>,
 }
 
 impl Ops {
@@ -44,6 +47,39 @@ impl Ops {
 
     pub fn check(mut self, name: &'static str, f: CheckFn) -> Self {
         self.checks.push((name, f));
+        self
+    }
+
+    /// Readiness includes the database (reachable, migrated); scrapes publish its pool gauges.
+    pub fn database(self, db: &crate::db::Db) -> Self {
+        let (ready, gauges) = (db.clone(), db.clone());
+        self.check(
+            "database",
+            Arc::new(move || {
+                let db = ready.clone();
+                Box::pin(async move { db.check_ready().await })
+            }),
+        )
+        .before_scrape(Arc::new(move || gauges.record_pool_metrics()))
+    }
+
+    /// Readiness includes having token verification keys (fetched from accounts at start).
+    pub fn token_keys(self, keys: &Arc<crate::auth::PublicKeys>) -> Self {
+        let keys = keys.clone();
+        self.check(
+            "token_keys",
+            Arc::new(move || {
+                let empty = keys.is_empty();
+                Box::pin(
+                    async move { if empty { Err("no token verification keys loaded yet".into()) } else { Ok(()) } },
+                )
+            }),
+        )
+    }
+
+    /// Serves liveness on another path (the gateway's `/health` is the public aggregated one).
+    pub fn liveness_at(mut self, path: &'static str) -> Self {
+        self.liveness_path = Some(path);
         self
     }
 
@@ -81,7 +117,7 @@ impl Ops {
     pub fn router(self) -> Router {
         let ready_ops = self.clone();
         Router::new()
-            .route(HEALTH_PATH, get(|| async { axum::Json(json!({ "status": "ok" })) }))
+            .route(self.liveness_path.unwrap_or(HEALTH_PATH), get(|| async { axum::Json(json!({ "status": "ok" })) }))
             .route(
                 READY_PATH,
                 get(move || {
@@ -179,6 +215,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Wraps a service's API routes and operations endpoints in the shared stack.
 pub fn service_router(service: &'static str, api: Router, ops: Ops, cfg: &RuntimeConfig) -> Router {
+    metrics_handle(); // install the recorder before the first request is counted
     let limit = cfg.body_limit;
     let timeout = cfg.request_timeout;
     api.merge(ops.router())

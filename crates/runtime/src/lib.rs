@@ -2,10 +2,12 @@
 //! problem+json errors, database pools, token verification and rate limiting.
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod ids;
+pub mod jwks;
 pub mod problem;
 pub mod ratelimit;
 pub mod server;
