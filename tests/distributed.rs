@@ -1,0 +1,348 @@
+//! Distributed mode: accounts, tasks and the gateway as separate processes, each on its own
+//! PostgreSQL database, talking HTTP.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flotilla_testkit::{Postgres, ServiceProcess, free_port, pg_or_skip};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+struct Cluster {
+    accounts: ServiceProcess,
+    tasks: ServiceProcess,
+    gateway: ServiceProcess,
+    accounts_db: String,
+    tasks_db: String,
+}
+
+fn spawn(service: &str, at: SocketAddr, env: &[(&str, String)], ready: &str) -> ServiceProcess {
+    let mut all = vec![("FLOTILLA_LISTEN", at.to_string()), ("FLOTILLA_LOG_FORMAT", "json".to_owned())];
+    all.extend(env.iter().cloned());
+    let mut p = ServiceProcess::spawn(bin(), &[service], &all, at).expect("spawn");
+    let took = p.wait_ready(ready, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{service} not ready: {e}"));
+    eprintln!("{service} ready after {took:?}");
+    p
+}
+
+fn spawn_accounts(at: SocketAddr, db: &str) -> ServiceProcess {
+    spawn("accounts", at, &[("FLOTILLA_DATABASE_URL", db.to_owned())], "/ready")
+}
+
+fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess) -> ServiceProcess {
+    spawn(
+        "tasks",
+        at,
+        &[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_ACCOUNTS_URL", accounts.base_url())],
+        "/ready",
+    )
+}
+
+fn start(pg: &Postgres) -> Cluster {
+    let accounts_db = pg.create_database();
+    let tasks_db = pg.create_database();
+    let accounts = spawn_accounts(addr(), &accounts_db);
+    let tasks = spawn_tasks(addr(), &tasks_db, &accounts);
+    let gateway = spawn(
+        "gateway",
+        addr(),
+        &[
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_TASKS_URL", tasks.base_url()),
+            ("FLOTILLA_UPSTREAM_TIMEOUT_MS", "5000".into()),
+            ("FLOTILLA_BREAKER_THRESHOLD", "3".into()),
+            ("FLOTILLA_BREAKER_OPEN_MS", "500".into()),
+        ],
+        "/ready",
+    );
+    Cluster { accounts, tasks, gateway, accounts_db, tasks_db }
+}
+
+async fn call(
+    c: &reqwest::Client,
+    method: Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = c.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("request reaches the gateway");
+    let status = res.status();
+    let bytes = res.bytes().await.unwrap();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+#[tokio::test]
+async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outage() {
+    let Some(pg) = pg_or_skip() else { return };
+    let mut cl = start(pg);
+    let gw = cl.gateway.base_url();
+    let c = reqwest::Client::new();
+
+    let (s, signup) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/signup"),
+        None,
+        Some(json!({"name": "Grace", "email": "grace@example.com", "password": "compiler pioneer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{signup}");
+    let (s, login) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/login"),
+        None,
+        Some(json!({"email": "grace@example.com", "password": "compiler pioneer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let user = login["user"]["id"].as_str().unwrap().to_owned();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let tasks = format!("{gw}/api/{user}/tasks");
+
+    let (s, task) =
+        call(&c, Method::POST, tasks.clone(), Some(&token), Some(json!({"title": "Ship it", "tags": ["work"]}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let (s, list) = call(&c, Method::GET, format!("{tasks}?tag=work"), Some(&token), None).await;
+    assert_eq!((s, list["tasks"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (s, done) = call(&c, Method::PATCH, format!("{tasks}/{id}/complete"), Some(&token), None).await;
+    assert_eq!((s, &done["completed"]), (StatusCode::OK, &json!(true)));
+
+    // The tasks process dies: the gateway answers 503 quickly (no wait for the 5 s timeout),
+    // the breaker opens, and /health names the service that is down.
+    cl.tasks.kill();
+    let started = Instant::now();
+    for _ in 0..5 {
+        let (s, body) = call(&c, Method::GET, tasks.clone(), Some(&token), None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["status"], 503);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "503s must not wait for the upstream timeout: {:?}",
+        started.elapsed()
+    );
+    let metrics = c.get(format!("{gw}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"circuit_breaker_state{upstream="tasks"} 1"#), "breaker open:\n{metrics}");
+    let health = c.get(format!("{gw}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let h: Value = health.json().await.unwrap();
+    assert_eq!(h["services"]["tasks"]["ready"], false);
+    assert_eq!(h["services"]["accounts"]["ready"], true);
+    // Accounts still works meanwhile.
+    let (s, _) = call(&c, Method::GET, format!("{gw}/api/auth/me"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Tasks comes back on the same address: the gateway recovers without a restart.
+    cl.tasks = spawn_tasks(cl.tasks.addr(), &cl.tasks_db, &cl.accounts);
+    let mut recovered = false;
+    for _ in 0..50 {
+        let (s, _) = call(&c, Method::GET, format!("{tasks}/{id}"), Some(&token), None).await;
+        if s == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "gateway routes to the restarted tasks service");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the health answer cache
+    assert_eq!(c.get(format!("{gw}/health")).send().await.unwrap().status(), StatusCode::OK);
+
+    // Refresh and logout through the gateway.
+    let (s, pair) =
+        call(&c, Method::POST, format!("{gw}/api/auth/refresh"), None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) =
+        call(&c, Method::POST, format!("{gw}/api/auth/refresh"), None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "reused refresh token");
+    let new_refresh = pair["refresh_token"].as_str().unwrap();
+    let (s, _) =
+        call(&c, Method::POST, format!("{gw}/api/auth/refresh"), None, Some(json!({"refresh_token": new_refresh})))
+            .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "reuse revoked the whole family");
+    let (s, login2) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/login"),
+        None,
+        Some(json!({"email": "grace@example.com", "password": "compiler pioneer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let t2 = login2["access_token"].as_str().unwrap();
+    let (s, _) = call(&c, Method::POST, format!("{gw}/api/auth/logout"), Some(t2), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/refresh"),
+        None,
+        Some(json!({"refresh_token": login2["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// What must not change on the way through the gateway.
+async fn snapshot(res: reqwest::Response) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let keep = ["content-type", "etag", "location", "www-authenticate", "retry-after", "idempotent-replayed"];
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    headers.sort();
+    (res.status().as_u16(), headers, res.bytes().await.unwrap().to_vec())
+}
+
+/// method, path, JSON body, extra headers, the service to call directly
+type Case<'a> = (Method, String, Option<Value>, Vec<(&'static str, &'static str)>, &'a ServiceProcess);
+
+#[tokio::test]
+async fn answers_are_byte_identical_through_the_gateway_and_direct() {
+    let Some(pg) = pg_or_skip() else { return };
+    let cl = start(pg);
+    let gw = cl.gateway.base_url();
+    let c = reqwest::Client::new();
+    let (_, signup) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/signup"),
+        None,
+        Some(json!({"name": "Id", "email": "ident@example.com", "password": "same bytes please"})),
+    )
+    .await;
+    let user = signup["user"]["id"].as_str().unwrap();
+    let token = signup["access_token"].as_str().unwrap();
+    let (_, task) =
+        call(&c, Method::POST, format!("{gw}/api/{user}/tasks"), Some(token), Some(json!({"title": "t"}))).await;
+    let id = task["id"].as_str().unwrap();
+
+    // An idempotent create made once; below, its replays must look the same both ways.
+    let first = c
+        .post(format!("{gw}/api/{user}/tasks"))
+        .bearer_auth(token)
+        .header("idempotency-key", "k-1")
+        .json(&json!({"title": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+
+    let cases: Vec<Case> = vec![
+        (Method::GET, format!("/api/{user}/tasks/{id}"), None, vec![], &cl.tasks),
+        (Method::GET, format!("/api/{user}/tasks?limit=0"), None, vec![], &cl.tasks),
+        (Method::GET, format!("/api/{user}/tasks/00000000-0000-7000-8000-000000000000"), None, vec![], &cl.tasks),
+        (
+            Method::PUT,
+            format!("/api/{user}/tasks/{id}"),
+            Some(json!({"title": "u"})),
+            vec![("if-match", "\"77\"")],
+            &cl.tasks,
+        ),
+        (
+            Method::POST,
+            format!("/api/{user}/tasks"),
+            Some(json!({"title": "k"})),
+            vec![("idempotency-key", "k-1")],
+            &cl.tasks,
+        ),
+        (Method::GET, "/api/auth/me".into(), None, vec![], &cl.accounts),
+        (
+            Method::POST,
+            "/api/auth/signup".into(),
+            Some(json!({"name": "x", "email": "bad", "password": "1"})),
+            vec![],
+            &cl.accounts,
+        ),
+    ];
+    for (method, path, body, headers, direct) in cases {
+        let mut snaps = Vec::new();
+        for base in [gw.clone(), direct.base_url()] {
+            let mut req = c.request(method.clone(), format!("{base}{path}")).bearer_auth(token);
+            for (k, v) in &headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            snaps.push(snapshot(req.send().await.unwrap()).await);
+        }
+        assert_eq!(snaps[0], snaps[1], "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn rotating_the_signing_key_and_restarting_accounts_logs_nobody_out() {
+    let Some(pg) = pg_or_skip() else { return };
+    let mut cl = start(pg);
+    let gw = cl.gateway.base_url();
+    let c = reqwest::Client::new();
+    let (_, signup) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/signup"),
+        None,
+        Some(json!({"name": "Rot", "email": "rot@example.com", "password": "keys come and go"})),
+    )
+    .await;
+    let user = signup["user"]["id"].as_str().unwrap().to_owned();
+    let old_token = signup["access_token"].as_str().unwrap().to_owned();
+    let tasks = format!("{gw}/api/{user}/tasks");
+
+    // Rotate while accounts is down, then start it again: it signs with the new key and keeps
+    // publishing the previous one.
+    let accounts_addr = cl.accounts.addr();
+    cl.accounts.kill();
+    let out = std::process::Command::new(bin())
+        .args(["admin", "rotate-key"])
+        .env("FLOTILLA_DATABASE_URL", &cl.accounts_db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cl.accounts = spawn_accounts(accounts_addr, &cl.accounts_db);
+
+    let jwks: Value = c.get(format!("{gw}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "old and new key published");
+
+    // The token signed before the rotation still works everywhere.
+    let (s, _) = call(&c, Method::GET, tasks.clone(), Some(&old_token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&c, Method::GET, format!("{gw}/api/auth/me"), Some(&old_token), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A token signed with the new key is accepted by the gateway and tasks, which had never
+    // seen that key id (they fetch the JWKS again).
+    let (s, login) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/login"),
+        None,
+        Some(json!({"email": "rot@example.com", "password": "keys come and go"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let new_token = login["access_token"].as_str().unwrap();
+    let (s, body) =
+        call(&c, Method::POST, tasks.clone(), Some(new_token), Some(json!({"title": "after rotation"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
