@@ -13,6 +13,15 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flotilla"))
 }
 
+/// The binary with none of the caller's `FLOTILLA_*` variables (CI sets test-harness ones).
+fn command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOTILLA_")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 fn start(data_dir: &Path, extra: &[(&str, &str)]) -> ServiceProcess {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut env = vec![
@@ -290,7 +299,7 @@ fn invalid_configuration_stops_the_process_with_one_line_naming_the_variable() {
     for (var, value) in
         [("FLOTILLA_LISTEN", "localhost"), ("FLOTILLA_RATE_LIMIT_PER_IP", "-3"), ("FLOTILLA_LOG_FORMAT", "xml")]
     {
-        let out = std::process::Command::new(bin())
+        let out = command()
             .env(var, value)
             .env("FLOTILLA_DATA_DIR", dir.path())
             .output()
@@ -303,7 +312,7 @@ fn invalid_configuration_stops_the_process_with_one_line_naming_the_variable() {
     }
     // A port that is taken is one clear line too.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let out = std::process::Command::new(bin())
+    let out = command()
         .env("FLOTILLA_LISTEN", taken.local_addr().unwrap().to_string())
         .env("FLOTILLA_DATA_DIR", dir.path())
         .output()
@@ -336,14 +345,14 @@ async fn metrics_use_the_contract_names_and_ops_endpoints_answer() {
 #[test]
 fn admin_create_makes_an_administrator_who_can_list_users() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin())
+    let out = command()
         .args(["admin", "create", "--email", "root@example.com", "--name", "Root"])
         .env("FLOTILLA_DATA_DIR", dir.path())
         .env("FLOTILLA_ADMIN_PASSWORD", "a strong admin pass")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let weak = std::process::Command::new(bin())
+    let weak = command()
         .args(["admin", "create", "--email", "weak@example.com"])
         .env("FLOTILLA_DATA_DIR", dir.path())
         .env("FLOTILLA_ADMIN_PASSWORD", "password")
