@@ -5,6 +5,8 @@
 //! runtime, where blocking for the ~1.5 s PostgreSQL startup is acceptable) and must not depend on
 //! the code under test (no HTTP client crate, no database driver).
 
+pub mod nats;
+pub use nats::Nats;
 pub mod pg;
 pub mod process;
 
