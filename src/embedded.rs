@@ -39,7 +39,7 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let tasks = flotilla_tasks::app(&rt, tasks_db.clone(), auth.clone());
     let ops = pool_gauges(Ops::new(), [&accounts_db, &tasks_db]);
     let upstreams = Upstreams { accounts: Upstream::InProcess(accounts), tasks: Upstream::InProcess(tasks) };
-    let app = flotilla_gateway::app(gateway_cfg, &rt, auth, upstreams, ops);
+    let app = flotilla_gateway::app(gateway_cfg, &rt, auth, upstreams, ops, &crate::openapi::document());
 
     let url = format!("http://{}", listener.local_addr().map_err(|e| fail("listen", e))?);
     tracing::info!(%url, data_dir = %dir.display(), ready_ms = started.elapsed().as_millis() as u64, "flotilla ready (embedded)");

@@ -6,6 +6,7 @@
 
 mod cli;
 mod embedded;
+mod openapi;
 mod services;
 
 use std::process::ExitCode;

@@ -54,7 +54,7 @@ pub async fn gateway(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let upstreams = cfg.http_upstreams(env)?;
     let auth = remote_auth(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
-    let app = flotilla_gateway::app(cfg, &rt, auth, upstreams, Ops::new());
+    let app = flotilla_gateway::app(cfg, &rt, auth, upstreams, Ops::new(), &crate::openapi::document());
     tracing::info!(listen = %rt.listen, "gateway ready");
     server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await.map_err(|e| fail("server", e))
 }

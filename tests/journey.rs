@@ -299,11 +299,7 @@ fn invalid_configuration_stops_the_process_with_one_line_naming_the_variable() {
     for (var, value) in
         [("FLOTILLA_LISTEN", "localhost"), ("FLOTILLA_RATE_LIMIT_PER_IP", "-3"), ("FLOTILLA_LOG_FORMAT", "xml")]
     {
-        let out = command()
-            .env(var, value)
-            .env("FLOTILLA_DATA_DIR", dir.path())
-            .output()
-            .expect("run flotilla");
+        let out = command().env(var, value).env("FLOTILLA_DATA_DIR", dir.path()).output().expect("run flotilla");
         assert_eq!(out.status.code(), Some(2), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();

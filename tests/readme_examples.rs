@@ -25,7 +25,9 @@ fn the_readme_curl_session_works_as_written() {
     let mut p = ServiceProcess::spawn(Path::new(env!("CARGO_BIN_EXE_flotilla")), &[], &env, addr).unwrap();
     p.wait_ready("/health", Duration::from_secs(30)).unwrap();
 
-    let script = script.replace("127.0.0.1:8080", &addr.to_string()).replace("/tmp/ada.json", &dir.path().join("ada.json").display().to_string());
+    let script = script
+        .replace("127.0.0.1:8080", &addr.to_string())
+        .replace("/tmp/ada.json", &dir.path().join("ada.json").display().to_string());
     let out = std::process::Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod model;
+pub mod openapi;
 pub mod password;
 pub mod policy;
 pub mod service;
@@ -27,6 +28,7 @@ pub use config::{AdminBootstrap, Config};
 pub use error::Error;
 pub use keys::rotate_signing_key;
 pub use model::User;
+pub use openapi::openapi;
 pub use service::{Accounts, Outcome, ensure_admin, promote};
 pub use store::Store;
 

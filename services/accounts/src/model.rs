@@ -20,14 +20,20 @@ pub struct UserRecord {
 }
 
 /// The public JSON of a user.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
+    #[schema(example = "0190a0b0-0000-7000-8000-000000000000")]
     pub id: String,
     pub name: String,
+    #[schema(format = Email)]
     pub email: String,
+    #[schema(schema_with = crate::openapi::role_schema)]
     pub role: Role,
+    /// `false`: disabled by an administrator (cannot sign in).
     pub active: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 

@@ -37,9 +37,10 @@ pub struct ProfileChange {
 }
 
 /// One page of the admin user list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserPage {
     pub users: Vec<User>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

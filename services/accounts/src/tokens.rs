@@ -93,11 +93,16 @@ pub fn access_claims(
 }
 
 /// The body of signup, login and refresh responses.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    #[schema(schema_with = crate::openapi::bearer_token_type)]
     pub token_type: &'static str,
+    /// Seconds the access token is valid.
+    #[schema(example = 900)]
     pub expires_in: i64,
+    /// Exchange at `/api/auth/refresh` for a new pair (once).
     pub refresh_token: String,
     pub user: User,
 }

@@ -17,21 +17,45 @@ const PROBE_LIMIT: Duration = Duration::from_secs(2);
 /// Answers are reused this long, so a flood of `/health` calls cannot load the databases.
 const CACHE_FOR: Duration = Duration::from_millis(1000);
 
-#[derive(Debug, Clone, Serialize)]
+/// One service as the gateway sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct ServiceHealth {
+    /// Whether its `/ready` answered 200 in time.
     ready: bool,
+    /// How long the probe took, in milliseconds.
     latency_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The services behind the gateway: `ok` when every one is ready, else `unavailable` (and 503).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
+    #[schema(schema_with = health_status)]
     status: &'static str,
+    /// By service name (`accounts`, `tasks`).
     services: BTreeMap<&'static str, ServiceHealth>,
+}
+
+fn health_status() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["ok", "unavailable"]))
+        .build()
 }
 
 #[derive(Default)]
 pub(crate) struct HealthCache(Mutex<Option<(Instant, Health)>>);
 
+/// Readiness and probe latency of every service behind the gateway.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "gateway",
+    responses(
+        (status = 200, description = "Every service is ready.", body = Health),
+        (status = 503, description = "At least one service is not ready (named in the body).", body = Health),
+    )
+)]
 pub(crate) async fn aggregated(State(gw): State<Shared>) -> Response {
     let cached = gw.health.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let health = match cached {

@@ -6,23 +6,30 @@
 //! stack, auth, limits, metrics — is the same code in both modes.
 
 mod config;
+pub mod docs;
 mod edge;
 mod health;
+pub mod openapi;
+mod routes;
 mod upstream;
 
 pub use config::Config;
+pub use openapi::openapi;
+pub use routes::{ACCOUNTS, Access, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
 pub use upstream::{HttpSettings, HttpUpstream, Upstream, Upstreams};
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::RuntimeConfig;
 use flotilla_runtime::http::{GATEWAY_LIVENESS_PATH, Ops, service_router};
+use flotilla_runtime::problem::status_problem;
 
 pub const SERVICE: &str = "gateway";
 
@@ -33,38 +40,32 @@ pub(crate) struct Gateway {
     pub limits: edge::Limits,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub health: health::HealthCache,
+    pub docs: docs::Docs,
 }
 
 type Shared = Arc<Gateway>;
 
 /// Builds the gateway. `ops` carries extra readiness checks and scrape hooks from the caller
-/// (embedded mode adds the in-process services' databases).
-pub fn app(cfg: Config, rt: &RuntimeConfig, auth: AuthContext, upstreams: Upstreams, ops: Ops) -> Router {
+/// (embedded mode adds the in-process services' databases); `openapi` is the document of the whole
+/// public API, served at [`OPENAPI_PATH`] and [`DOCS_PATH`] (see [`openapi::apply_edge`]).
+pub fn app(
+    cfg: Config,
+    rt: &RuntimeConfig,
+    auth: AuthContext,
+    upstreams: Upstreams,
+    ops: Ops,
+    openapi: &utoipa::openapi::OpenApi,
+) -> Router {
     let gw: Shared = Arc::new(Gateway {
         upstreams,
         limits: edge::Limits::new(cfg.rate_limit_per_ip, cfg.rate_limit_per_user),
         trusted_proxies: cfg.trusted_proxies.clone(),
         health: health::HealthCache::default(),
+        docs: docs::Docs::new(openapi),
         auth,
     });
 
-    // Routes anyone may call.
-    let public = Router::new()
-        .route("/api/auth/signup", post(to_accounts))
-        .route("/api/auth/login", post(to_accounts))
-        .route("/api/auth/refresh", post(to_accounts))
-        .route("/.well-known/jwks.json", get(to_accounts))
-        .route("/health", get(health::aggregated));
-
-    // Routes that need a valid access token, checked here before any upstream sees the request.
-    let protected = Router::new()
-        .route("/api/auth/logout", any(to_accounts))
-        .route("/api/auth/me", any(to_accounts))
-        .route("/api/admin/users", any(to_accounts))
-        .route("/api/admin/users/{id}", any(to_accounts))
-        .route("/api/{user_id}/tasks", any(to_tasks))
-        .route("/api/{user_id}/tasks/{*rest}", any(to_tasks))
-        .route_layer(middleware::from_fn_with_state(gw.clone(), edge::authenticate));
+    let api = ROUTES.iter().fold(Router::new(), |api, route| api.route(route.path, method_router(route, &gw)));
 
     let mut ops = ops.liveness_at(GATEWAY_LIVENESS_PATH).token_keys(&gw.auth.keys);
     // Services in this process are part of this process's readiness; services elsewhere are not
@@ -85,8 +86,7 @@ pub fn app(cfg: Config, rt: &RuntimeConfig, auth: AuthContext, upstreams: Upstre
         }
     }
 
-    let api = public
-        .merge(protected)
+    let api = api
         .layer(middleware::from_fn_with_state(gw.clone(), edge::rate_limit))
         .layer(middleware::from_fn_with_state(gw.clone(), edge::client_address))
         .with_state(gw);
@@ -96,6 +96,34 @@ pub fn app(cfg: Config, rt: &RuntimeConfig, auth: AuthContext, upstreams: Upstre
         None => api,
     };
     service_router(SERVICE, api, ops, rt).layer(middleware::from_fn(edge::security_headers))
+}
+
+/// The handlers of one route's methods; on a bearer route they are behind the token check, made
+/// here before any upstream sees the request. Other methods answer 405 (whatever the token) from a
+/// fallback that the edge layers (CORS, rate limits) still wrap, so preflight requests work on
+/// every route.
+fn method_router(route: &Route, gw: &Shared) -> MethodRouter<Shared> {
+    let mut router = MethodRouter::new();
+    for name in route.methods {
+        let method = Method::from_bytes(name.as_bytes()).expect("routing table: a valid method");
+        let filter = MethodFilter::try_from(method).expect("routing table: a routable method");
+        router = match (route.service, route.path) {
+            (ACCOUNTS, _) => router.on(filter, to_accounts),
+            (TASKS, _) => router.on(filter, to_tasks),
+            (GATEWAY, HEALTH_PATH) => router.on(filter, health::aggregated),
+            (GATEWAY, DOCS_PATH) => router.on(filter, docs::viewer),
+            (GATEWAY, OPENAPI_PATH) => router.on(filter, docs::document),
+            (service, path) => panic!("routing table: no handler for {service} {path}"),
+        };
+    }
+    if route.access == Access::Bearer {
+        router = router.route_layer(middleware::from_fn_with_state(gw.clone(), edge::authenticate));
+    }
+    router.fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> Response {
+    status_problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
 }
 
 async fn to_accounts(State(gw): State<Shared>, req: Request) -> Response {

@@ -56,7 +56,9 @@ async fn start(vars: &[(&str, &str)]) -> System {
     let tasks = flotilla_tasks::app(&rt, tasks_db.clone(), auth.clone());
     let tasks_direct = serve(tasks.clone()).await;
     let upstreams = Upstreams { accounts: Upstream::InProcess(accounts), tasks: Upstream::InProcess(tasks) };
-    let gateway = serve(flotilla_gateway::app(Config::from_env(&env).unwrap(), &rt, auth, upstreams, Ops::new())).await;
+    let doc = flotilla_gateway::openapi();
+    let gateway =
+        serve(flotilla_gateway::app(Config::from_env(&env).unwrap(), &rt, auth, upstreams, Ops::new(), &doc)).await;
     System { gateway, tasks_direct, tasks_db, _dir: dir }
 }
 
@@ -318,4 +320,35 @@ async fn oversized_bodies_are_refused_before_reaching_a_service() {
         .await
         .unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unlisted_methods_answer_405_and_preflights_work_on_every_route() {
+    let sys = start(&[("FLOTILLA_CORS_ORIGINS", "https://app.example.com")]).await;
+    let c = reqwest::Client::new();
+    let some = "0190a0b0-0000-7000-8000-000000000000";
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/auth/signup".to_owned()),
+        (reqwest::Method::DELETE, format!("/api/{some}/tasks")),
+        (reqwest::Method::POST, format!("/api/{some}/tasks/{some}")),
+        (reqwest::Method::PUT, "/api/auth/me".to_owned()),
+    ] {
+        let res = c.request(method.clone(), format!("{}{path}", sys.gateway)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert!(res.headers().contains_key("allow"), "{method} {path} says what is allowed");
+    }
+    // Preflights are answered by the CORS layer on public and protected routes alike.
+    for path in ["/api/auth/signup".to_owned(), format!("/api/{some}/tasks/{some}/complete")] {
+        let res = c
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", sys.gateway))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example.com", "{path}");
+    }
 }

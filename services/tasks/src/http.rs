@@ -34,12 +34,33 @@ pub fn router(store: Store, auth: &AuthContext) -> Router {
         .with_state(Tasks::new(store))
 }
 
-#[derive(Serialize)]
+/// One page of tasks.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TaskList)]
 struct ListBody {
     tasks: Vec<TaskJson>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 
+/// List tasks
+///
+/// Filters combine (all must hold); pages follow `next_cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), crate::query::ListParams),
+    responses(
+        (status = 200, description = "One page of tasks.", body = ListBody),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 422, description = "Invalid, unknown or repeated query parameters, each listed in `errors`."),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -53,6 +74,38 @@ async fn list(
     Ok(axum::Json(body).into_response())
 }
 
+/// Create a task
+///
+/// With `Idempotency-Key`, repeating the same request answers the task created first (with
+/// `Idempotent-Replayed: true`) instead of creating another.
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/tasks",
+    operation_id = "create_task",
+    tag = "tasks",
+    params(
+        ("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255,
+            description = "1 to 255 visible ASCII characters; makes a retried create safe."),
+    ),
+    request_body = CreateInput,
+    responses(
+        (status = 201, description = "Created (or, with a reused `Idempotency-Key`, the task created first).", body = TaskJson,
+            headers(
+                ("Location" = String, description = "The task's URL."),
+                ("ETag" = String, description = "The task's version, e.g. `\"3\"`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same key."),
+            )),
+        (status = 400, description = "The body is not valid JSON."),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 409, description = "The task created with this `Idempotency-Key` has since been deleted."),
+        (status = 413, description = "The body is too large."),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "Invalid fields (each listed in `errors`), a malformed `Idempotency-Key`, or one already used with another body."),
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -76,6 +129,21 @@ async fn create(
     Ok(res)
 }
 
+/// Read a task
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks/{id}",
+    operation_id = "get_task",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), ("id" = String, Path, description = "The task's id (another user's task is 404).")),
+    responses(
+        (status = 200, description = "The task.", body = TaskJson, headers(("ETag" = String, description = "The task's version, e.g. `\"3\"`."))),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 404, description = "No such task."),
+    ),
+    security(("bearer" = []))
+)]
 async fn read(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -85,6 +153,31 @@ async fn read(
     Ok(task_response(StatusCode::OK, &tasks.get(&user_id, &id).await?))
 }
 
+/// Replace a task
+///
+/// Sets every field: `title` is required, absent fields take their defaults.
+#[utoipa::path(
+    put,
+    path = "/api/{user_id}/tasks/{id}",
+    operation_id = "replace_task",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), ("id" = String, Path, description = "The task's id (another user's task is 404)."), ("If-Match" = Option<String>, Header, description = "Write only if the task is still at this `ETag` (`\"3\"`, `W/\"3\"`, a list, or `*`); otherwise 412.")),
+    request_body = UpdateInput,
+    responses(
+        (status = 200, description = "The task as stored.", body = TaskJson, headers(("ETag" = String, description = "The task's version, e.g. `\"3\"`."))),
+        (status = 400, description = "The body is not valid JSON."),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 404, description = "No such task."),
+        (status = 409, description = "Too many concurrent changes of the task; retry."),
+        (status = 412, description = "`If-Match` does not match the task's version; the current one is in `ETag`.",
+            headers(("ETag" = String, description = "The current version."))),
+        (status = 413, description = "The body is too large."),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "Invalid fields, each listed in `errors`."),
+    ),
+    security(("bearer" = []))
+)]
 async fn replace(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -106,6 +199,31 @@ async fn replace(
     Ok(task_response(StatusCode::OK, &task))
 }
 
+/// Change some fields of a task
+///
+/// Only the fields sent change; `null` clears an optional field.
+#[utoipa::path(
+    patch,
+    path = "/api/{user_id}/tasks/{id}",
+    operation_id = "update_task",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), ("id" = String, Path, description = "The task's id (another user's task is 404)."), ("If-Match" = Option<String>, Header, description = "Write only if the task is still at this `ETag` (`\"3\"`, `W/\"3\"`, a list, or `*`); otherwise 412.")),
+    request_body = UpdateInput,
+    responses(
+        (status = 200, description = "The task as stored.", body = TaskJson, headers(("ETag" = String, description = "The task's version, e.g. `\"3\"`."))),
+        (status = 400, description = "The body is not valid JSON."),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 404, description = "No such task."),
+        (status = 409, description = "Too many concurrent changes of the task; retry."),
+        (status = 412, description = "`If-Match` does not match the task's version; the current one is in `ETag`.",
+            headers(("ETag" = String, description = "The current version."))),
+        (status = 413, description = "The body is too large."),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "Invalid fields, each listed in `errors`."),
+    ),
+    security(("bearer" = []))
+)]
 async fn update(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -122,6 +240,24 @@ async fn update(
     Ok(task_response(StatusCode::OK, &task))
 }
 
+/// Delete a task
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}/tasks/{id}",
+    operation_id = "delete_task",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), ("id" = String, Path, description = "The task's id (another user's task is 404)."), ("If-Match" = Option<String>, Header, description = "Write only if the task is still at this `ETag` (`\"3\"`, `W/\"3\"`, a list, or `*`); otherwise 412.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 404, description = "No such task."),
+        (status = 409, description = "Too many concurrent changes of the task; retry."),
+        (status = 412, description = "`If-Match` does not match the task's version; the current one is in `ETag`.",
+            headers(("ETag" = String, description = "The current version."))),
+    ),
+    security(("bearer" = []))
+)]
 async fn remove(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -133,7 +269,31 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// No body toggles; `{completed: bool}` sets.
+/// Complete or reopen a task
+///
+/// Without a body, toggles; with `{"completed": bool}`, sets.
+#[utoipa::path(
+    patch,
+    path = "/api/{user_id}/tasks/{id}/complete",
+    operation_id = "complete_task",
+    tag = "tasks",
+    params(("user_id" = String, Path, description = "The signed-in user's id (another user's is 403)."), ("id" = String, Path, description = "The task's id (another user's task is 404)."), ("If-Match" = Option<String>, Header, description = "Write only if the task is still at this `ETag` (`\"3\"`, `W/\"3\"`, a list, or `*`); otherwise 412.")),
+    request_body(content = Option<CompleteInput>, description = "Optional: absent toggles."),
+    responses(
+        (status = 200, description = "The task as stored.", body = TaskJson, headers(("ETag" = String, description = "The task's version, e.g. `\"3\"`."))),
+        (status = 400, description = "The body is not valid JSON."),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The path user is not the signed-in user."),
+        (status = 404, description = "No such task."),
+        (status = 409, description = "Too many concurrent changes of the task; retry."),
+        (status = 412, description = "`If-Match` does not match the task's version; the current one is in `ETag`.",
+            headers(("ETag" = String, description = "The current version."))),
+        (status = 413, description = "The body is too large."),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "Invalid fields, each listed in `errors`."),
+    ),
+    security(("bearer" = []))
+)]
 async fn complete(
     State(tasks): State<Tasks>,
     auth: Auth,

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod model;
+pub mod openapi;
 pub mod query;
 pub mod service;
 pub mod store;
@@ -17,6 +18,7 @@ use flotilla_runtime::http::{Ops, service_router};
 use sqlx::migrate::Migrator;
 
 pub use error::TaskError;
+pub use openapi::openapi;
 pub use service::Tasks;
 pub use store::Store;
 

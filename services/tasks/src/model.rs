@@ -3,7 +3,7 @@
 use flotilla_runtime::time::format_ms;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -50,7 +50,7 @@ impl Priority {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Freq {
     Daily,
@@ -227,31 +227,48 @@ pub fn bump(current: &Task, mut next: Task, now: i64) -> Option<Task> {
 }
 
 /// The task as JSON: timestamps in RFC 3339 (UTC, milliseconds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Task)]
 pub struct TaskJson {
+    #[schema(example = "0190a0b0-0000-7000-8000-000000000000")]
     pub id: String,
     pub user_id: String,
     pub title: String,
+    #[schema(required)]
     pub description: Option<String>,
     pub completed: bool,
+    #[schema(required, format = DateTime)]
     pub completed_at: Option<String>,
     pub priority: Priority,
+    /// Lowercased, without duplicates.
     pub tags: Vec<String>,
+    #[schema(required, format = DateTime)]
     pub due_at: Option<String>,
+    #[schema(required, format = DateTime)]
     pub remind_at: Option<String>,
+    #[schema(required)]
     pub recurrence: Option<RecurrenceJson>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    /// Grows by one with every change; the `ETag` is this number in quotes.
+    #[schema(minimum = 1)]
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How a task repeats: every `interval` `freq`s, until a time or for `count` occurrences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Recurrence)]
 pub struct RecurrenceJson {
     pub freq: Freq,
+    #[schema(minimum = 1, maximum = 365)]
     pub interval: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: Option<i64>,
 }
 

@@ -11,7 +11,8 @@ pub const LIMIT_DEFAULT: i64 = 20;
 pub const LIMIT_MAX: i64 = 100;
 pub const Q_MAX: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Status {
     #[default]
     All,
@@ -53,6 +54,44 @@ impl Default for ListQuery {
             cursor: None,
         }
     }
+}
+
+/// The query parameters of `GET /api/{user_id}/tasks` as the API document shows them (parsing is
+/// [`parse_list_query`]'s; a test keeps the names the same as [`PARAMS`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a description, never built
+pub struct ListParams {
+    /// Completion state (default `all`).
+    #[param(inline)]
+    status: Option<Status>,
+    #[param(inline)]
+    priority: Option<Priority>,
+    /// Tasks with this tag (any case): 1 to 32 letters, digits, `-` or `_`.
+    #[param(min_length = 1, max_length = 32)]
+    tag: Option<String>,
+    /// Search in titles and descriptions (case-insensitive substring).
+    #[param(min_length = 1, max_length = 200)]
+    q: Option<String>,
+    /// Due before this time.
+    #[param(format = DateTime)]
+    due_before: Option<String>,
+    /// Due after this time.
+    #[param(format = DateTime)]
+    due_after: Option<String>,
+    /// `true`: pending tasks past their due time; `false`: all others.
+    overdue: Option<bool>,
+    /// Sort key (default `created`); tasks without a due date come last.
+    #[param(inline)]
+    sort: Option<Sort>,
+    /// Default: `desc` for `created` and `priority`, `asc` for `due` and `title`.
+    #[param(inline)]
+    order: Option<Order>,
+    /// Tasks per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page (with the same `sort` and `order`).
+    cursor: Option<String>,
 }
 
 const PARAMS: &[&str] =
@@ -181,6 +220,24 @@ mod tests {
 
     fn pointers(r: Result<ListQuery, Vec<FieldError>>) -> Vec<String> {
         r.unwrap_err().into_iter().map(|e| e.pointer).collect()
+    }
+
+    #[test]
+    fn documented_parameters_are_the_parsed_ones() {
+        use utoipa::IntoParams;
+        let params = ListParams::into_params(|| None);
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, PARAMS);
+        let schema = |name: &str| {
+            let p = params.iter().find(|p| p.name == name).unwrap();
+            serde_json::to_value(&p.schema).unwrap()
+        };
+        assert_eq!(schema("limit")["maximum"], LIMIT_MAX);
+        assert_eq!(schema("limit")["default"], LIMIT_DEFAULT);
+        assert_eq!(schema("q")["maxLength"], Q_MAX);
+        assert_eq!(schema("status")["enum"], serde_json::json!(["all", "pending", "completed"]));
+        assert_eq!(schema("sort")["enum"], serde_json::json!(["created", "due", "priority", "title"]));
+        assert_eq!(schema("priority")["enum"], serde_json::json!(["low", "medium", "high"]));
     }
 
     #[test]

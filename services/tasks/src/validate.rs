@@ -45,45 +45,72 @@ impl Field {
     }
 }
 
-/// `POST /api/{user_id}/tasks`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A new task (`POST /api/{user_id}/tasks`). Absent fields take their defaults; `remind_at` must
+/// not be after `due_at`, and `recurrence.until` must be after `due_at`.
+// The schema describes the JSON; `validate_create` checks the rules and reports every invalid
+// field at once.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewTask)]
 pub struct CreateInput {
+    /// Trimmed.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, example = "Buy milk")]
     pub title: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     pub description: Field,
     #[serde(default)]
+    #[schema(value_type = Option<Priority>, default = "medium")]
     pub priority: Field,
+    /// At most 10; each 1 to 32 letters, digits, `-` or `_`; stored lowercased.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 10, example = json!(["home"]))]
     pub tags: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub due_at: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub remind_at: Field,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::RecurrenceInput>)]
     pub recurrence: Field,
 }
 
-/// `PUT` (full replace) and `PATCH` (partial) of a task: the create fields plus `completed`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `PUT` (full replace) and `PATCH` (partial) of a task: the fields of a new task plus `completed`.
+///
+/// PUT replaces the whole task: `title` is required and absent fields take their defaults.
+/// PATCH changes only the fields sent; `null` clears `description`, `due_at`, `remind_at` and
+/// `recurrence` (the others cannot be `null`).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TaskUpdate)]
 pub struct UpdateInput {
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub title: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     pub description: Field,
     #[serde(default)]
+    #[schema(value_type = Priority)]
     pub priority: Field,
+    /// At most 10; each 1 to 32 letters, digits, `-` or `_`; stored lowercased.
     #[serde(default)]
+    #[schema(value_type = Vec<String>, max_items = 10)]
     pub tags: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub due_at: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub remind_at: Field,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::RecurrenceInput>)]
     pub recurrence: Field,
     #[serde(default)]
+    #[schema(value_type = bool)]
     pub completed: Field,
 }
 
@@ -102,9 +129,10 @@ impl From<CreateInput> for UpdateInput {
     }
 }
 
-/// `PATCH …/complete` with a body.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// `PATCH …/complete` with a body: sets the completion state (without a body, it toggles).
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Completion)]
 pub struct CompleteInput {
     pub completed: bool,
 }
