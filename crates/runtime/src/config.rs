@@ -53,6 +53,9 @@ vars! {
     TRUSTED_PROXIES = "FLOTILLA_TRUSTED_PROXIES", "", "Comma-separated proxy IPs whose X-Forwarded-For is believed (e.g. the ingress controller).";
     ACCOUNTS_URL = "FLOTILLA_ACCOUNTS_URL", "", "Base URL of the accounts service (gateway upstream; JWKS source of the other services).";
     TASKS_URL = "FLOTILLA_TASKS_URL", "", "Base URL of the tasks service (gateway upstream).";
+    NATS_URL = "FLOTILLA_NATS_URL", "", "NATS JetStream server of the event bus in distributed mode, e.g. nats://nats:4222 (embedded mode uses an in-process bus).";
+    REMINDER_INTERVAL_MS = "FLOTILLA_REMINDER_INTERVAL_MS", "1000", "Tasks: how often the reminder scheduler looks for reminders that are due.";
+    AUDIT_RETENTION_DAYS = "FLOTILLA_AUDIT_RETENTION_DAYS", "365", "Audit: records older than this are deleted by the retention job.";
     UPSTREAM_TIMEOUT_MS = "FLOTILLA_UPSTREAM_TIMEOUT_MS", "5000", "Gateway: time limit of one attempt at an upstream call.";
     UPSTREAM_RETRIES = "FLOTILLA_UPSTREAM_RETRIES", "2", "Gateway: extra attempts for idempotent requests that failed to connect or got 502/503/504.";
     BREAKER_THRESHOLD = "FLOTILLA_BREAKER_THRESHOLD", "5", "Gateway: consecutive failures that open an upstream's circuit.";
