@@ -382,3 +382,32 @@ fn admin_create_makes_an_administrator_who_can_list_users() {
         assert_eq!(emails, ["root@example.com"]);
     });
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(dir.path(), &[("FLOTILLA_LOG", "debug")]);
+    let c = reqwest::Client::new();
+    let res = c
+        .post(format!("{}/api/auth/signup", p.base_url()))
+        .header("x-request-id", "journey-req-42")
+        .json(&json!({"name": "Log", "email": "log@example.com", "password": "quiet please now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "journey-req-42");
+    let body: Value = res.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let _ = c.get(format!("{}/api/auth/me", p.base_url())).bearer_auth(&token).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = p.logs();
+    let lines: Vec<Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty(), "logs are JSON lines:\n{logs}");
+    let tagged: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains("journey-req-42")).collect();
+    // The gateway's and the accounts service's request lines both carry the caller's id.
+    let services: std::collections::BTreeSet<String> =
+        tagged.iter().filter_map(|l| l["span"]["service"].as_str().map(str::to_owned)).collect();
+    assert!(services.contains("gateway") && services.contains("accounts"), "{services:?} in\n{logs}");
+    assert!(!logs.contains(&token), "an access token was logged");
+    assert!(!logs.contains("quiet please now"), "a password was logged");
+}
