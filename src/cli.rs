@@ -157,6 +157,28 @@ pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
     }
 }
 
+/// How often the tasks reminder scheduler ticks (FLOTILLA_REMINDER_INTERVAL_MS).
+pub fn reminder_interval(env: &Env) -> Result<std::time::Duration, ConfigError> {
+    env.millis(config::REMINDER_INTERVAL_MS, 10, 3_600_000)
+}
+
+/// The NATS URL of distributed mode; accounts and tasks refuse to start without it (their events
+/// would pile up in the outbox with nobody to publish them).
+pub fn nats_url(env: &Env, service: &str) -> Result<String, ConfigError> {
+    let raw = env.get(config::NATS_URL).ok_or_else(|| {
+        ConfigError::new(
+            config::NATS_URL,
+            "",
+            format!("required by `flotilla {service}`: its events go to NATS JetStream (e.g. nats://127.0.0.1:4222)"),
+        )
+    })?;
+    let url = raw.trim();
+    if !(url.starts_with("nats://") || url.starts_with("tls://")) || url.len() <= "nats://".len() {
+        return Err(ConfigError::new(config::NATS_URL, raw, "expected nats://HOST:PORT or tls://HOST:PORT"));
+    }
+    Ok(url.to_owned())
+}
+
 pub fn data_dir(env: &Env) -> PathBuf {
     PathBuf::from(env.string(config::DATA_DIR))
 }

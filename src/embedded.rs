@@ -1,9 +1,15 @@
 //! Embedded mode: every service in one process, SQLite files in the data dir, the gateway
-//! routing to the services' routers in process.
+//! routing to the services' routers in process, events on the in-process bus.
+//!
+//! Events: one [`MemoryBus`]; an outbox relay per service database publishes to it; the tasks
+//! consumer (recurrence, user deletion) is subscribed to it; the reminder scheduler runs. On
+//! shutdown the HTTP server drains first, then the scheduler and the relays stop (each finishes
+//! its pass), then the databases close.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use flotilla_events::{Bus, MemoryBus, Relay};
 use flotilla_gateway::{Upstream, Upstreams};
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{self, Env, RuntimeConfig};
@@ -11,7 +17,7 @@ use flotilla_runtime::db::{Db, sqlite_url_in};
 use flotilla_runtime::http::Ops;
 use flotilla_runtime::server;
 
-use crate::cli::{Failure, data_dir, fail, open_db};
+use crate::cli::{Failure, data_dir, fail, open_db, reminder_interval};
 
 pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let started = Instant::now();
@@ -22,6 +28,7 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     }
     let accounts_cfg = flotilla_accounts::Config::from_env(env)?;
     let gateway_cfg = flotilla_gateway::Config::from_env(env)?;
+    let reminder_interval = reminder_interval(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
 
     let dir = data_dir(env);
@@ -32,11 +39,28 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
         open_db(flotilla_tasks::SERVICE, &tasks_url, flotilla_tasks::MIGRATIONS, &rt),
     )?;
 
+    let bus = Arc::new(MemoryBus::new());
+    bus.subscribe_filtered(
+        flotilla_tasks::events::CONSUMER,
+        flotilla_tasks::events::SUBSCRIPTIONS,
+        tasks_db.clone(),
+        Arc::new(flotilla_tasks::events::TasksHandler::default()),
+        flotilla_tasks::events::retry_policy(),
+    );
+    let dyn_bus: Arc<dyn Bus> = bus.clone();
+    let accounts_relay = Relay::spawn(flotilla_accounts::SERVICE, accounts_db.clone(), dyn_bus.clone());
+    let tasks_relay = Relay::spawn(flotilla_tasks::SERVICE, tasks_db.clone(), dyn_bus.clone());
+    let tasks_store = flotilla_tasks::Store::with_notifier(tasks_db.clone(), tasks_relay.notifier());
+    let reminders = flotilla_tasks::reminders::Scheduler::new(tasks_store, reminder_interval).spawn();
+
     let auth = AuthContext::from_env(env);
-    let accounts = flotilla_accounts::app(accounts_cfg, &rt, accounts_db.clone(), auth.clone())
-        .await
-        .map_err(|e| fail("accounts", e))?;
-    let tasks = flotilla_tasks::app(&rt, tasks_db.clone(), auth.clone());
+    let accounts_events = flotilla_accounts::EventWiring { notifier: accounts_relay.notifier(), bus: dyn_bus.clone() };
+    let accounts =
+        flotilla_accounts::app_with_events(accounts_cfg, &rt, accounts_db.clone(), auth.clone(), accounts_events)
+            .await
+            .map_err(|e| fail("accounts", e))?;
+    let tasks_events = flotilla_tasks::EventWiring { notifier: tasks_relay.notifier(), bus: dyn_bus };
+    let tasks = flotilla_tasks::app_with_events(&rt, tasks_db.clone(), auth.clone(), tasks_events);
     let ops = pool_gauges(Ops::new(), [&accounts_db, &tasks_db]);
     let upstreams = Upstreams { accounts: Upstream::InProcess(accounts), tasks: Upstream::InProcess(tasks) };
     let app = flotilla_gateway::app(gateway_cfg, &rt, auth, upstreams, ops, &crate::openapi::document());
@@ -44,7 +68,11 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let url = format!("http://{}", listener.local_addr().map_err(|e| fail("listen", e))?);
     tracing::info!(%url, data_dir = %dir.display(), ready_ms = started.elapsed().as_millis() as u64, "flotilla ready (embedded)");
     println!("Flotilla is ready at {url} (embedded mode, data in {}; Ctrl-C to stop)", dir.display());
-    server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await.map_err(|e| fail("server", e))?;
+    let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
+    reminders.shutdown().await;
+    accounts_relay.shutdown().await;
+    tasks_relay.shutdown().await;
+    served.map_err(|e| fail("server", e))?;
     accounts_db.close().await;
     tasks_db.close().await;
     tracing::info!("stopped");

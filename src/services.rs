@@ -1,7 +1,13 @@
 //! One service per process (`flotilla accounts|tasks|gateway`), each with its own database,
 //! configured only through `FLOTILLA_*` variables.
+//!
+//! Accounts and tasks publish their events through their outbox relay to NATS JetStream
+//! (`FLOTILLA_NATS_URL`, required: without it their events would never leave the outbox); tasks
+//! also subscribes its consumer (durable `tasks`) and runs the reminder scheduler.
 
 use std::sync::Arc;
+
+use flotilla_events::{Bus, NatsBus, Relay};
 
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{self, ConfigError, Env, RuntimeConfig};
@@ -9,18 +15,32 @@ use flotilla_runtime::http::Ops;
 use flotilla_runtime::jwks::JwksClient;
 use flotilla_runtime::server;
 
-use crate::cli::{Failure, fail, open_db, service_db_url};
+use crate::cli::{Failure, fail, nats_url, open_db, reminder_interval, service_db_url};
+
+/// Connects to NATS (the client keeps reconnecting in the background: a server that is down now
+/// only delays publishing; `/ready` reports it).
+async fn connect_bus(url: &str) -> Result<NatsBus, Failure> {
+    NatsBus::connect(url).await.map_err(|e| fail("event bus", e))
+}
 
 pub async fn accounts(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let cfg = flotilla_accounts::Config::from_env(env)?;
+    let nats = nats_url(env, flotilla_accounts::SERVICE)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_accounts::SERVICE);
     let db = open_db(flotilla_accounts::SERVICE, &url, flotilla_accounts::MIGRATIONS, &rt).await?;
-    let app = flotilla_accounts::app(cfg, &rt, db.clone(), AuthContext::from_env(env))
+    let bus = connect_bus(&nats).await?;
+    let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
+    let relay = Relay::spawn(flotilla_accounts::SERVICE, db.clone(), dyn_bus.clone());
+    let events = flotilla_accounts::EventWiring { notifier: relay.notifier(), bus: dyn_bus };
+    let app = flotilla_accounts::app_with_events(cfg, &rt, db.clone(), AuthContext::from_env(env), events)
         .await
         .map_err(|e| fail("accounts", e))?;
     tracing::info!(listen = %rt.listen, "accounts ready");
-    server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await.map_err(|e| fail("server", e))?;
+    let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
+    relay.shutdown().await;
+    bus.shutdown().await;
+    served.map_err(|e| fail("server", e))?;
     db.close().await;
     Ok(())
 }
@@ -38,13 +58,33 @@ fn remote_auth(env: &Env) -> Result<AuthContext, Failure> {
 }
 
 pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
+    let nats = nats_url(env, flotilla_tasks::SERVICE)?;
+    let interval = reminder_interval(env)?;
     let auth = remote_auth(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_tasks::SERVICE);
     let db = open_db(flotilla_tasks::SERVICE, &url, flotilla_tasks::MIGRATIONS, &rt).await?;
-    let app = flotilla_tasks::app(&rt, db.clone(), auth);
+    let bus = connect_bus(&nats).await?;
+    let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
+    let relay = Relay::spawn(flotilla_tasks::SERVICE, db.clone(), dyn_bus.clone());
+    bus.subscribe(
+        flotilla_tasks::events::CONSUMER,
+        flotilla_tasks::events::SUBSCRIPTIONS,
+        db.clone(),
+        Arc::new(flotilla_tasks::events::TasksHandler::new(relay.notifier())),
+        flotilla_tasks::events::retry_policy(),
+    )
+    .map_err(|e| fail("event bus", e))?;
+    let store = flotilla_tasks::Store::with_notifier(db.clone(), relay.notifier());
+    let reminders = flotilla_tasks::reminders::Scheduler::new(store, interval).spawn();
+    let events = flotilla_tasks::EventWiring { notifier: relay.notifier(), bus: dyn_bus };
+    let app = flotilla_tasks::app_with_events(&rt, db.clone(), auth, events);
     tracing::info!(listen = %rt.listen, "tasks ready");
-    server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await.map_err(|e| fail("server", e))?;
+    let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
+    reminders.shutdown().await;
+    bus.shutdown().await; // the consumer finishes the event in hand
+    relay.shutdown().await;
+    served.map_err(|e| fail("server", e))?;
     db.close().await;
     Ok(())
 }

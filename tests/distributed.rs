@@ -1,10 +1,11 @@
 //! Distributed mode: accounts, tasks and the gateway as separate processes, each on its own
-//! PostgreSQL database, talking HTTP.
+//! PostgreSQL database, talking HTTP, with their events on a throwaway nats-server.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use flotilla_testkit::nats::{Nats, nats_or_skip};
 use flotilla_testkit::{Postgres, ServiceProcess, free_port, pg_or_skip};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,6 +24,7 @@ struct Cluster {
     gateway: ServiceProcess,
     accounts_db: String,
     tasks_db: String,
+    nats: Nats,
 }
 
 fn spawn(service: &str, at: SocketAddr, env: &[(&str, String)], ready: &str) -> ServiceProcess {
@@ -34,24 +36,28 @@ fn spawn(service: &str, at: SocketAddr, env: &[(&str, String)], ready: &str) -> 
     p
 }
 
-fn spawn_accounts(at: SocketAddr, db: &str) -> ServiceProcess {
-    spawn("accounts", at, &[("FLOTILLA_DATABASE_URL", db.to_owned())], "/ready")
+fn spawn_accounts(at: SocketAddr, db: &str, nats: &Nats) -> ServiceProcess {
+    spawn("accounts", at, &[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_NATS_URL", nats.url())], "/ready")
 }
 
-fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess) -> ServiceProcess {
+fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess, nats: &Nats) -> ServiceProcess {
     spawn(
         "tasks",
         at,
-        &[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_ACCOUNTS_URL", accounts.base_url())],
+        &[
+            ("FLOTILLA_DATABASE_URL", db.to_owned()),
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_NATS_URL", nats.url()),
+        ],
         "/ready",
     )
 }
 
-fn start(pg: &Postgres) -> Cluster {
+fn start(pg: &Postgres, nats: Nats) -> Cluster {
     let accounts_db = pg.create_database();
     let tasks_db = pg.create_database();
-    let accounts = spawn_accounts(addr(), &accounts_db);
-    let tasks = spawn_tasks(addr(), &tasks_db, &accounts);
+    let accounts = spawn_accounts(addr(), &accounts_db, &nats);
+    let tasks = spawn_tasks(addr(), &tasks_db, &accounts, &nats);
     let gateway = spawn(
         "gateway",
         addr(),
@@ -64,7 +70,7 @@ fn start(pg: &Postgres) -> Cluster {
         ],
         "/ready",
     );
-    Cluster { accounts, tasks, gateway, accounts_db, tasks_db }
+    Cluster { accounts, tasks, gateway, accounts_db, tasks_db, nats }
 }
 
 async fn call(
@@ -90,7 +96,8 @@ async fn call(
 #[tokio::test]
 async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outage() {
     let Some(pg) = pg_or_skip() else { return };
-    let mut cl = start(pg);
+    let Some(nats) = nats_or_skip() else { return };
+    let mut cl = start(pg, nats);
     let gw = cl.gateway.base_url();
     let c = reqwest::Client::new();
 
@@ -152,7 +159,7 @@ async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outa
     assert_eq!(s, StatusCode::OK);
 
     // Tasks comes back on the same address: the gateway recovers without a restart.
-    cl.tasks = spawn_tasks(cl.tasks.addr(), &cl.tasks_db, &cl.accounts);
+    cl.tasks = spawn_tasks(cl.tasks.addr(), &cl.tasks_db, &cl.accounts, &cl.nats);
     let mut recovered = false;
     for _ in 0..50 {
         let (s, _) = call(&c, Method::GET, format!("{tasks}/{id}"), Some(&token), None).await;
@@ -220,7 +227,8 @@ type Case<'a> = (Method, String, Option<Value>, Vec<(&'static str, &'static str)
 #[tokio::test]
 async fn answers_are_byte_identical_through_the_gateway_and_direct() {
     let Some(pg) = pg_or_skip() else { return };
-    let cl = start(pg);
+    let Some(nats) = nats_or_skip() else { return };
+    let cl = start(pg, nats);
     let gw = cl.gateway.base_url();
     let c = reqwest::Client::new();
     let (_, signup) = call(
@@ -294,7 +302,8 @@ async fn answers_are_byte_identical_through_the_gateway_and_direct() {
 #[tokio::test]
 async fn rotating_the_signing_key_and_restarting_accounts_logs_nobody_out() {
     let Some(pg) = pg_or_skip() else { return };
-    let mut cl = start(pg);
+    let Some(nats) = nats_or_skip() else { return };
+    let mut cl = start(pg, nats);
     let gw = cl.gateway.base_url();
     let c = reqwest::Client::new();
     let (_, signup) = call(
@@ -319,7 +328,7 @@ async fn rotating_the_signing_key_and_restarting_accounts_logs_nobody_out() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    cl.accounts = spawn_accounts(accounts_addr, &cl.accounts_db);
+    cl.accounts = spawn_accounts(accounts_addr, &cl.accounts_db, &cl.nats);
 
     let jwks: Value = c.get(format!("{gw}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "old and new key published");
@@ -345,4 +354,28 @@ async fn rotating_the_signing_key_and_restarting_accounts_logs_nobody_out() {
     let (s, body) =
         call(&c, Method::POST, tasks.clone(), Some(new_token), Some(json!({"title": "after rotation"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
+#[test]
+fn accounts_and_tasks_refuse_to_start_without_the_event_bus() {
+    for service in ["accounts", "tasks"] {
+        let mut cmd = std::process::Command::new(bin());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOTILLA_")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd
+            .arg(service)
+            .env("FLOTILLA_LISTEN", addr().to_string())
+            .env("FLOTILLA_DATABASE_URL", "sqlite::memory:")
+            .env("FLOTILLA_ACCOUNTS_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{service}: configuration error exit code; stderr: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("flotilla: invalid configuration: FLOTILLA_NATS_URL="),
+            "{service}: one line naming the variable: {stderr}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod model;
@@ -19,6 +20,8 @@ pub mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_events::Bus;
+use flotilla_events::outbox::RelayNotifier;
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::RuntimeConfig;
 use flotilla_runtime::db::{Db, Migrations};
@@ -44,12 +47,46 @@ pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATOR, postg
 /// or another replica).
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The event side of a running accounts service: the waker of its outbox relay and the bus the
+/// relay publishes to (its state is part of `/ready`).
+#[derive(Clone)]
+pub struct EventWiring {
+    pub notifier: RelayNotifier,
+    pub bus: Arc<dyn Bus>,
+}
+
 /// Loads/creates signing keys, publishes them into `auth.keys`, runs the env admin bootstrap,
-/// and returns the service router already wrapped by `service_router`.
+/// and returns the service router already wrapped by `service_router`. Writes enqueue their
+/// events; without a relay (this function) they wait in the outbox.
 ///
 /// The database must be reachable and migrated (`Db::open_and_migrate` or `Db::migrate`).
 pub async fn app(cfg: Config, rt: &RuntimeConfig, db: Db, auth: AuthContext) -> Result<axum::Router, Error> {
-    let store = Store::new(db.clone());
+    build(cfg, rt, db, auth, None).await
+}
+
+/// [`app`] for a service whose outbox relay runs: commits wake the relay and `/ready` includes
+/// the bus state (`event_bus`).
+pub async fn app_with_events(
+    cfg: Config,
+    rt: &RuntimeConfig,
+    db: Db,
+    auth: AuthContext,
+    events: EventWiring,
+) -> Result<axum::Router, Error> {
+    build(cfg, rt, db, auth, Some(events)).await
+}
+
+async fn build(
+    cfg: Config,
+    rt: &RuntimeConfig,
+    db: Db,
+    auth: AuthContext,
+    events: Option<EventWiring>,
+) -> Result<axum::Router, Error> {
+    let store = match &events {
+        Some(ev) => Store::with_notifier(db.clone(), ev.notifier.clone()),
+        None => Store::new(db.clone()),
+    };
     if let Some(admin) = &cfg.admin {
         let outcome = ensure_admin(&store, &admin.email, &admin.name, &admin.password).await?;
         tracing::info!(email = %admin.email, ?outcome, "bootstrap administrator ensured");
@@ -67,6 +104,19 @@ pub async fn app(cfg: Config, rt: &RuntimeConfig, db: Db, auth: AuthContext) -> 
             }),
         )
         .before_scrape(Arc::new(move || db.record_pool_metrics()));
+    let ops = match events {
+        Some(ev) => {
+            let bus = ev.bus;
+            ops.check(
+                "event_bus",
+                Arc::new(move || {
+                    let state = bus.state();
+                    Box::pin(async move { if state.is_connected() { Ok(()) } else { Err(state.to_string()) } })
+                }),
+            )
+        }
+        None => ops,
+    };
     Ok(service_router(SERVICE, http::router(accounts), ops, rt))
 }
 

@@ -12,8 +12,11 @@ use flotilla_runtime::telemetry::names::RATE_LIMITED_TOTAL;
 use flotilla_runtime::time::{now_ms, now_secs};
 use serde::Serialize;
 
+use flotilla_events::Event;
+
 use crate::config::{Config, LOGIN_WINDOW};
 use crate::error::{Error, Result};
+use crate::events;
 use crate::keys::Signer;
 use crate::model::{AdminChange, AdminUpdate, User, UserRecord};
 use crate::password;
@@ -68,12 +71,16 @@ impl Accounts {
         })
     }
 
-    /// Starts a new session (refresh family) for `user` and returns its tokens.
-    async fn start_session(&self, user: &UserRecord) -> Result<TokenResponse> {
+    /// Starts a new session (refresh family) for `user` and returns its tokens; `event` is
+    /// stored in the same transaction.
+    async fn start_session(&self, user: &UserRecord, event: Option<&Event>) -> Result<TokenResponse> {
         let now = now_ms();
         let family = new_id();
         let refresh = tokens::issue_refresh(&user.id, &family, now, self.cfg.refresh_ttl_secs * 1000);
-        self.store.insert_refresh_token(&refresh.row).await?;
+        match event {
+            Some(event) => self.store.insert_session(&refresh.row, event).await?,
+            None => self.store.insert_refresh_token(&refresh.row).await?,
+        }
         Ok(self.token_response(user, &family, refresh.token))
     }
 
@@ -132,8 +139,8 @@ impl Accounts {
             Err(DbError::Query(e)) if is_unique_violation(&e) => return Err(Error::EmailTaken),
             Err(e) => return Err(e.into()),
         }
-        // TODO(events): publish user.signed_up through the outbox.
-        self.start_session(&user).await
+        // `insert_user` enqueued user.signed_up with the user.
+        self.start_session(&user, None).await
     }
 
     pub async fn login(&self, email: &str, password: &str, client: Option<IpAddr>) -> Result<TokenResponse> {
@@ -155,16 +162,18 @@ impl Accounts {
             _ => {
                 self.failures_by_account.hit(&account_key);
                 self.failures_by_ip.hit(&ip_key);
-                // TODO(events): publish user.login_failed.
+                let event = events::login_failed(user.as_ref(), &account_key, "invalid_credentials", client);
+                self.store.record_event(&event).await?;
                 return Err(Error::InvalidCredentials);
             }
         };
         if !user.active {
+            let event = events::login_failed(Some(&user), &account_key, "account_disabled", client);
+            self.store.record_event(&event).await?;
             return Err(Error::AccountDisabled);
         }
         self.failures_by_account.reset(&account_key);
-        // TODO(events): publish user.logged_in.
-        self.start_session(&user).await
+        self.start_session(&user, Some(&events::logged_in(&user, client))).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse> {
@@ -279,7 +288,7 @@ impl Accounts {
             return Err(Error::UserGone);
         }
         self.auth.revocations.revoke_user(&caller.sub);
-        // TODO(events): publish user.deleted so tasks and assistant delete the user's data.
+        // `delete_user` enqueued user.deleted: the tasks service deletes the user's tasks.
         Ok(())
     }
 

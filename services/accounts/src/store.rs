@@ -4,6 +4,8 @@
 //! TEXT UUIDv7 ids. `users.active` is a BOOLEAN on PostgreSQL and a 0/1 INTEGER on SQLite, so it
 //! is decoded by [`row_bool`]. Multi-statement operations run in one transaction on the write pool.
 
+use flotilla_events::outbox::RelayNotifier;
+use flotilla_events::{Event, enqueue};
 use flotilla_runtime::auth::Role;
 use flotilla_runtime::db::{Backend, Db, DbError};
 use sqlx::any::AnyRow;
@@ -14,10 +16,12 @@ use crate::policy::leaves_no_admin;
 
 type DbResult<T> = Result<T, DbError>;
 
-/// The accounts database.
+/// The accounts database. Writes that change a user enqueue their event (see [`crate::events`])
+/// in the same transaction and wake the outbox relay after the commit.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    notifier: RelayNotifier,
 }
 
 fn row_bool(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
@@ -74,8 +78,27 @@ macro_rules! select_user {
 }
 
 impl Store {
+    /// A store whose relay wake-ups go nowhere (the relay, if any, still polls): CLI, tests.
     pub fn new(db: Db) -> Store {
-        Store { db }
+        Store { db, notifier: RelayNotifier::default() }
+    }
+
+    /// A store that wakes the outbox relay after each commit that enqueued an event.
+    pub fn with_notifier(db: Db, notifier: RelayNotifier) -> Store {
+        Store { db, notifier }
+    }
+
+    /// Enqueues one event on its own (an event that goes with no other write, e.g. a failed
+    /// login).
+    pub async fn record_event(&self, event: &Event) -> DbResult<()> {
+        let fut = async move {
+            let mut tx = self.db.write().begin().await?;
+            enqueue(&mut tx, event).await?;
+            tx.commit().await
+        };
+        self.db.timed("record_event", fut).await?;
+        self.notifier.notify();
+        Ok(())
     }
 
     pub fn db(&self) -> &Db {
@@ -84,9 +107,10 @@ impl Store {
 
     // ---- users ----
 
-    /// Inserts a user. A duplicate email fails with a unique violation
-    /// (`flotilla_runtime::db::is_unique_violation`).
+    /// Inserts a user and enqueues `user.signed_up`. A duplicate email fails with a unique
+    /// violation (`flotilla_runtime::db::is_unique_violation`).
     pub async fn insert_user(&self, u: &UserRecord) -> DbResult<()> {
+        let event = crate::events::signed_up(u);
         let q = sqlx::query(
             "INSERT INTO users (id, name, email, password_hash, role, active, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -99,7 +123,15 @@ impl Store {
         .bind(u.active)
         .bind(u.created_at)
         .bind(u.updated_at);
-        self.db.timed("insert_user", q.execute(self.db.write())).await.map(|_| ())
+        let fut = async move {
+            let mut tx = self.db.write().begin().await?;
+            q.execute(&mut *tx).await?;
+            enqueue(&mut tx, &event).await?;
+            tx.commit().await
+        };
+        self.db.timed("insert_user", fut).await?;
+        self.notifier.notify();
+        Ok(())
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> DbResult<Option<UserRecord>> {
@@ -200,16 +232,26 @@ impl Store {
         self.db.timed("admin_update_user", fut).await
     }
 
-    /// Deletes the user and its refresh tokens; false when there was no such user.
+    /// Deletes the user and its refresh tokens and enqueues `user.deleted`; false (and nothing
+    /// written) when there was no such user.
     pub async fn delete_user(&self, id: &str) -> DbResult<bool> {
         let fut = async move {
             let mut tx = self.db.write().begin().await?;
             sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            enqueue(&mut tx, &crate::events::deleted(id)).await?;
             tx.commit().await?;
-            Ok(done.rows_affected() > 0)
+            Ok(true)
         };
-        self.db.timed("delete_user", fut).await
+        let deleted = self.db.timed("delete_user", fut).await?;
+        if deleted {
+            self.notifier.notify();
+        }
+        Ok(deleted)
     }
 
     pub async fn count_users(&self) -> DbResult<i64> {
@@ -222,6 +264,19 @@ impl Store {
     pub async fn insert_refresh_token(&self, t: &NewRefreshToken) -> DbResult<()> {
         let q = insert_refresh_query(t);
         self.db.timed("insert_refresh_token", q.execute(self.db.write())).await.map(|_| ())
+    }
+
+    /// Stores a new session's first refresh token together with its event (`user.logged_in`).
+    pub async fn insert_session(&self, t: &NewRefreshToken, event: &Event) -> DbResult<()> {
+        let fut = async move {
+            let mut tx = self.db.write().begin().await?;
+            insert_refresh_query(t).execute(&mut *tx).await?;
+            enqueue(&mut tx, event).await?;
+            tx.commit().await
+        };
+        self.db.timed("insert_session", fut).await?;
+        self.notifier.notify();
+        Ok(())
     }
 
     pub async fn find_refresh_token(&self, token_hash: &str) -> DbResult<Option<RefreshRecord>> {

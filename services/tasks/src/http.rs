@@ -5,13 +5,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
+use flotilla_events::{ReplayError, ReplayOutcome};
 use flotilla_runtime::auth::{Auth, AuthContext, require_auth};
-use flotilla_runtime::{ApiJson, ApiPath, ApiQuery, Problem};
+use flotilla_runtime::db::DbError;
+use flotilla_runtime::time::format_ms;
+use flotilla_runtime::{ApiJson, ApiPath, ApiQuery, FieldError, Problem};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
+use crate::events::TasksHandler;
 use crate::model::{Task, TaskJson};
 use crate::query::parse_list_query;
 use crate::service::Tasks;
@@ -30,6 +34,8 @@ pub fn router(store: Store, auth: &AuthContext) -> Router {
         .route("/api/{user_id}/tasks", get(list).post(create))
         .route("/api/{user_id}/tasks/{id}", get(read).put(replace).patch(update).delete(remove))
         .route("/api/{user_id}/tasks/{id}/complete", patch(complete))
+        .route("/api/admin/dead-letters/tasks", get(dead_letters))
+        .route("/api/admin/dead-letters/tasks/{id}/replay", post(replay_dead_letter))
         .route_layer(axum::middleware::from_fn_with_state(auth.verifier.clone(), require_auth))
         .with_state(Tasks::new(store))
 }
@@ -319,6 +325,67 @@ async fn complete(
         })
         .await?;
     Ok(task_response(StatusCode::OK, &task))
+}
+
+/// Admins: the tasks consumer's dead letters, newest first (`limit` 1–1000, default 100). Not
+/// routed by the gateway (yet): served by the tasks service itself.
+async fn dead_letters(
+    State(tasks): State<Tasks>,
+    auth: Auth,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
+) -> Result<Response> {
+    auth.require_admin()?;
+    let mut limit = 100;
+    for (k, v) in &pairs {
+        match (k.as_str(), v.parse::<i64>()) {
+            ("limit", Ok(n)) if (1..=1000).contains(&n) => limit = n,
+            ("limit", _) => {
+                return Err(TaskError::Invalid(vec![FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 1000",
+                )]));
+            }
+            _ => return Err(TaskError::Invalid(vec![FieldError::new(k, "is not a known parameter")])),
+        }
+    }
+    let letters = flotilla_events::list_dead_letters(tasks.store().db(), limit).await.map_err(DbError::Query)?;
+    let letters: Vec<serde_json::Value> = letters
+        .iter()
+        .filter(|l| l.consumer == crate::events::CONSUMER)
+        .map(|l| {
+            serde_json::json!({
+                "id": l.id,
+                "consumer": l.consumer,
+                "event_id": l.event_id,
+                "type": l.event_type,
+                "event": serde_json::from_str::<serde_json::Value>(&l.payload).unwrap_or_else(|_| l.payload.clone().into()),
+                "error": l.error,
+                "attempts": l.attempts,
+                "created_at": format_ms(l.created_at),
+                "replayed_at": l.replayed_at.map(format_ms),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "dead_letters": letters })).into_response())
+}
+
+/// Admins: runs the tasks consumer once more on a dead letter (a no-op if the event was
+/// processed meanwhile). 200 `{id, outcome: processed|already_processed}`; 404 unknown id; 409
+/// when the handler fails again (the dead letter stays, with the new error).
+async fn replay_dead_letter(State(tasks): State<Tasks>, auth: Auth, ApiPath(id): ApiPath<String>) -> Result<Response> {
+    auth.require_admin()?;
+    let handler = TasksHandler::new(tasks.store().notifier().clone());
+    let outcome = match flotilla_events::replay_dead_letter(tasks.store().db(), &handler, &id).await {
+        Ok(ReplayOutcome::Processed) => "processed",
+        Ok(ReplayOutcome::AlreadyProcessed) => "already_processed",
+        Err(ReplayError::NotFound(_)) => return Err(Problem::not_found("no such dead letter").into()),
+        Err(e @ ReplayError::InvalidPayload(_)) => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into());
+        }
+        Err(e @ ReplayError::Handler(_)) => return Err(Problem::conflict(e.to_string()).into()),
+        Err(ReplayError::Db(e)) => return Err(DbError::Query(e).into()),
+    };
+    Ok(axum::Json(serde_json::json!({ "id": id, "outcome": outcome })).into_response())
 }
 
 /// The task as JSON with its `ETag`.

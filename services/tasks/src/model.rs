@@ -74,7 +74,7 @@ impl Freq {
 }
 
 /// How a task repeats. Stored (as JSON text) and validated; the next occurrence is created by the
-/// completion event handler (later issue).
+/// `task.completed` event handler ([`crate::events`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recurrence {
     pub freq: Freq,
@@ -115,6 +115,16 @@ pub struct Task {
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
+    /// Set on the occurrences of a recurring task after the first (not part of the API JSON).
+    pub series: Option<Series>,
+}
+
+/// Where a task stands in its recurring series: the id of the series' first task and the
+/// 1-based number of this occurrence (unique together: see migration 0002).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    pub id: String,
+    pub occurrence: i64,
 }
 
 impl Task {
@@ -135,6 +145,7 @@ impl Task {
             created_at: now,
             updated_at: now,
             version: 1,
+            series: None,
         };
         task.set_content(content);
         task
@@ -170,8 +181,18 @@ impl Task {
             (true, true) => {}
         }
         self.completed = completed;
-        // TODO(events): completing a task with a recurrence publishes task.completed in the same
-        // transaction (outbox); its consumer creates the next occurrence exactly once.
+        // Storing the change enqueues task.completed in the same transaction (see
+        // `Store::update`); its consumer creates the next occurrence of a recurring task.
+    }
+
+    /// `data` of this task's events: the API JSON, plus `series` for later occurrences of a
+    /// recurring task (the consumer that creates the next occurrence needs it).
+    pub fn event_data(&self) -> serde_json::Value {
+        let mut data = serde_json::to_value(self.to_json()).unwrap_or_default();
+        if let (Some(series), Some(map)) = (&self.series, data.as_object_mut()) {
+            map.insert("series".into(), serde_json::json!({"id": series.id, "occurrence": series.occurrence}));
+        }
+        data
     }
 
     /// `"<version>"`.

@@ -31,6 +31,10 @@ impl Tasks {
         Self { store }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Checks an `Idempotency-Key` header value and ties it to the request body.
     pub fn idempotency_key(raw: &[u8], body: &[u8]) -> Result<IdempotencyKey, TaskError> {
         if !is_valid_idempotency_key(raw) {

@@ -1,12 +1,16 @@
 //! All SQL of the tasks service: one method per operation, portable across SQLite and PostgreSQL
 //! (sqlx `Any`; `$n` placeholders; BIGINT milliseconds; TEXT ids).
 
+use flotilla_events::enqueue;
+use flotilla_events::event::types;
+use flotilla_events::outbox::RelayNotifier;
 use flotilla_runtime::db::{Db, DbError};
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, Arguments, AssertSqlSafe, Encode, Row, Type};
+use sqlx::{Any, AnyConnection, Arguments, AssertSqlSafe, Encode, Row, Type};
 
 use crate::cursor::{Cursor, Order, Sort, SortKey};
-use crate::model::{Priority, Recurrence, Task};
+use crate::events::{task_deleted, task_event};
+use crate::model::{Priority, Recurrence, Series, Task};
 use crate::query::{ListQuery, Status, like_pattern};
 
 /// The columns of a task, as [`task_from_row`] reads them. `completed` is read through CASE:
@@ -15,7 +19,7 @@ use crate::query::{ListQuery, Status, like_pattern};
 macro_rules! task_columns {
     () => {
         "id, user_id, title, description, CASE WHEN completed THEN 1 ELSE 0 END AS completed, completed_at, priority, tags, due_at, remind_at, recurrence, \
-         created_at, updated_at, version"
+         created_at, updated_at, version, series_id, occurrence"
     };
 }
 
@@ -46,19 +50,40 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// The storage API of the tasks service.
+/// The storage API of the tasks service. Every write also enqueues its event in the outbox, in
+/// the same transaction (see [`crate::events`]), and wakes the relay after the commit.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    notifier: RelayNotifier,
+}
+
+/// The type of the event of a change from `current` to `next`.
+pub fn change_type(current: &Task, next: &Task) -> &'static str {
+    match (current.completed, next.completed) {
+        (false, true) => types::TASK_COMPLETED,
+        (true, false) => types::TASK_REOPENED,
+        _ => types::TASK_UPDATED,
+    }
 }
 
 impl Store {
+    /// A store whose relay wake-ups go nowhere (the relay still polls): tests, CLI.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, notifier: RelayNotifier::default() }
+    }
+
+    /// A store that wakes the outbox relay after each commit.
+    pub fn with_notifier(db: Db, notifier: RelayNotifier) -> Self {
+        Self { db, notifier }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    pub fn notifier(&self) -> &RelayNotifier {
+        &self.notifier
     }
 
     /// Inserts `task` (and its tags) and, with an idempotency key, records the key in the same
@@ -87,13 +112,15 @@ impl Store {
                         return Ok(false);
                     }
                 }
-                insert_task(&mut tx, task).await?;
+                insert_task(&mut tx, task, false).await?;
                 insert_tags(&mut tx, task).await?;
+                enqueue(&mut tx, &task_event(types::TASK_CREATED, task)).await?;
                 tx.commit().await?;
                 Ok(true)
             })
             .await?;
         if inserted {
+            self.notifier.notify();
             return Ok(CreateOutcome::Created(task.clone()));
         }
         // The key exists (committed: the conflicting insert waited for it). Read it back.
@@ -174,10 +201,23 @@ impl Store {
                     sqlx::query("DELETE FROM task_tags WHERE task_id = $1").bind(&next.id).execute(&mut *tx).await?;
                     insert_tags(&mut tx, next).await?;
                 }
+                if next.remind_at != current.remind_at {
+                    // A new reminder time is a new reminder: the scheduler emits it again.
+                    sqlx::query("UPDATE tasks SET reminded_at = NULL WHERE id = $1")
+                        .bind(&next.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                enqueue(&mut tx, &task_event(change_type(current, next), next)).await?;
                 tx.commit().await?;
                 Ok(true)
             })
             .await
+            .inspect(|&written| {
+                if written {
+                    self.notifier.notify();
+                }
+            })
     }
 
     /// Deletes the task; with `expected_version`, only if it is still at that version. Returns
@@ -207,10 +247,16 @@ impl Store {
                 }
                 // The foreign key cascades too; deleting explicitly does not depend on it.
                 sqlx::query("DELETE FROM task_tags WHERE task_id = $1").bind(id).execute(&mut *tx).await?;
+                enqueue(&mut tx, &task_deleted(user_id, id)).await?;
                 tx.commit().await?;
                 Ok(true)
             })
             .await
+            .inspect(|&deleted| {
+                if deleted {
+                    self.notifier.notify();
+                }
+            })
     }
 
     /// One page of the user's tasks matching `q`, in `q.sort`/`q.order` with ties broken by id,
@@ -356,40 +402,52 @@ impl SqlBuilder {
     }
 }
 
-async fn insert_task(tx: &mut sqlx::Transaction<'_, Any>, task: &Task) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tasks (id, user_id, title, title_key, description, description_key, completed, completed_at, \
-         priority, tags, due_at, remind_at, recurrence, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-    )
-    .bind(&task.id)
-    .bind(&task.user_id)
-    .bind(&task.title)
-    .bind(task.title_key())
-    .bind(task.description.as_deref())
-    .bind(task.description_key())
-    .bind(task.completed)
-    .bind(task.completed_at)
-    .bind(task.priority.rank())
-    .bind(tags_json(&task.tags))
-    .bind(task.due_at)
-    .bind(task.remind_at)
-    .bind(recurrence_json(task.recurrence.as_ref()))
-    .bind(task.created_at)
-    .bind(task.updated_at)
-    .bind(task.version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Inserts `task`. With `unless_exists`, a task that would repeat another's (series, occurrence)
+/// is not inserted (`ON CONFLICT DO NOTHING`, waiting for a concurrent insert to commit): returns
+/// whether a row was inserted.
+pub(crate) async fn insert_task(
+    conn: &mut AnyConnection,
+    task: &Task,
+    unless_exists: bool,
+) -> Result<bool, sqlx::Error> {
+    const INSERT: &str = "INSERT INTO tasks (id, user_id, title, title_key, description, description_key, completed, \
+         completed_at, priority, tags, due_at, remind_at, recurrence, created_at, updated_at, version, series_id, \
+         occurrence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    const INSERT_UNLESS_EXISTS: &str = "INSERT INTO tasks (id, user_id, title, title_key, description, description_key, \
+         completed, completed_at, priority, tags, due_at, remind_at, recurrence, created_at, updated_at, version, \
+         series_id, occurrence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT DO NOTHING";
+    let done = sqlx::query(if unless_exists { INSERT_UNLESS_EXISTS } else { INSERT })
+        .bind(&task.id)
+        .bind(&task.user_id)
+        .bind(&task.title)
+        .bind(task.title_key())
+        .bind(task.description.as_deref())
+        .bind(task.description_key())
+        .bind(task.completed)
+        .bind(task.completed_at)
+        .bind(task.priority.rank())
+        .bind(tags_json(&task.tags))
+        .bind(task.due_at)
+        .bind(task.remind_at)
+        .bind(recurrence_json(task.recurrence.as_ref()))
+        .bind(task.created_at)
+        .bind(task.updated_at)
+        .bind(task.version)
+        .bind(task.series.as_ref().map(|s| s.id.clone()))
+        .bind(task.series.as_ref().map(|s| s.occurrence))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
-async fn insert_tags(tx: &mut sqlx::Transaction<'_, Any>, task: &Task) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_tags(conn: &mut AnyConnection, task: &Task) -> Result<(), sqlx::Error> {
     for tag in &task.tags {
         sqlx::query("INSERT INTO task_tags (task_id, user_id, tag) VALUES ($1, $2, $3)")
             .bind(&task.id)
             .bind(&task.user_id)
             .bind(tag)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
     Ok(())
@@ -432,5 +490,101 @@ fn task_from_row(row: &AnyRow) -> Result<Task, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
+        series: match (row.try_get::<Option<String>, _>("series_id")?, row.try_get::<Option<i64>, _>("occurrence")?) {
+            (Some(id), Some(occurrence)) => Some(Series { id, occurrence }),
+            _ => None,
+        },
     })
+}
+
+// ---------------------------------------------------------------- events: consumer side, reminders
+
+impl Store {
+    /// Takes lease `name` for `holder` until `now + ttl_ms`, or renews it if `holder` holds it
+    /// already. Another holder's lease is taken only once it has expired. True if `holder` holds
+    /// the lease now (one statement: atomic on both engines).
+    pub async fn take_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool, DbError> {
+        let q = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now);
+        let done = self.db.timed("take_lease", q.execute(self.db.write())).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives the lease up (if `holder` holds it), so another process can take it at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), DbError> {
+        let q = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2").bind(name).bind(holder);
+        self.db.timed("release_lease", q.execute(self.db.write())).await.map(|_| ())
+    }
+
+    /// Pending tasks whose reminder is due at `now` and not emitted yet: `(id, remind_at)`,
+    /// earliest first.
+    pub async fn due_reminders(&self, now: i64, limit: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let q = sqlx::query_as(
+            "SELECT id, remind_at FROM tasks \
+             WHERE remind_at IS NOT NULL AND reminded_at IS NULL AND remind_at <= $1 AND completed = FALSE \
+             ORDER BY remind_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit);
+        self.db.timed("due_reminders", q.fetch_all(self.db.read())).await
+    }
+
+    /// Marks the reminder of task `id` (at `remind_at`) emitted and enqueues `task.reminder_due`,
+    /// in one transaction, unless it was emitted (or changed, completed, deleted) meanwhile.
+    /// Returns whether this call emitted it: each reminder is emitted once, even by racing
+    /// schedulers.
+    pub async fn emit_reminder(&self, id: &str, remind_at: i64, now: i64) -> Result<bool, DbError> {
+        let emitted = self
+            .db
+            .timed("emit_reminder", async {
+                let mut tx = self.db.write().begin().await?;
+                let n = sqlx::query(
+                    "UPDATE tasks SET reminded_at = $1 \
+                     WHERE id = $2 AND remind_at = $3 AND reminded_at IS NULL AND completed = FALSE",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(remind_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let row = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let task = task_from_row(&row)?;
+                enqueue(&mut tx, &task_event(types::TASK_REMINDER_DUE, &task)).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        if emitted {
+            self.notifier.notify();
+        }
+        Ok(emitted)
+    }
+}
+
+/// Deletes every task of `user_id` with its tags and idempotency keys, on the caller's
+/// transaction; returns the deleted tasks' ids.
+pub(crate) async fn delete_user_tasks(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE user_id = $1 ORDER BY id")
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM task_tags WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM tasks WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    Ok(ids)
 }
