@@ -1,12 +1,23 @@
 //! Argon2id password hashing (PHC strings, `argon2` defaults: m=19456 KiB, t=2, p=1).
 //!
-//! Hashing and verification cost ~30 ms of CPU each, so they run on the blocking thread pool,
-//! never on an async worker.
+//! Hashing and verification cost ~30 ms of CPU and 19 MiB of memory each, so they run on the
+//! blocking thread pool, never on an async worker, and at most [`MAX_CONCURRENT`] at a time: a
+//! burst of logins then queues instead of multiplying memory (and stealing every core).
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
 use crate::error::{Error, Result};
+
+/// Password hashes computed at once, process-wide.
+pub const MAX_CONCURRENT: usize = 2;
+static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
+
+/// Runs `f` on the blocking pool once a hashing permit is free.
+async fn limited<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = PERMITS.acquire().await.map_err(|e| Error::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Hashing(e.to_string()))
+}
 
 /// A valid Argon2id hash (default parameters) of a random password nobody knows. Logins for
 /// unknown emails verify against it, so they take as long as logins with a wrong password.
@@ -15,7 +26,7 @@ pub const DUMMY_HASH: &str =
 
 /// Hashes `password` into a PHC string, off the async workers.
 pub async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password)).await.map_err(|e| Error::Hashing(e.to_string()))?
+    limited(move || hash_blocking(&password)).await?
 }
 
 fn hash_blocking(password: &str) -> Result<String> {
@@ -28,7 +39,7 @@ fn hash_blocking(password: &str) -> Result<String> {
 /// Verifies `password` against `phc` (or against [`DUMMY_HASH`] when `phc` is `None`, which then
 /// always fails), off the async workers. A malformed stored hash counts as a mismatch.
 pub async fn verify(password: String, phc: Option<String>) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    limited(move || {
         let known = phc.is_some();
         let phc = phc.as_deref().unwrap_or(DUMMY_HASH);
         let ok = match Argon2::default().verify_password(password.as_bytes(), phc) {
@@ -44,7 +55,6 @@ pub async fn verify(password: String, phc: Option<String>) -> Result<bool> {
         ok && known
     })
     .await
-    .map_err(|e| Error::Hashing(e.to_string()))
 }
 
 #[cfg(test)]
