@@ -411,3 +411,35 @@ async fn json_logs_carry_the_request_id_and_never_the_token() {
     assert!(!logs.contains(&token), "an access token was logged");
     assert!(!logs.contains("quiet please now"), "a password was logged");
 }
+
+#[test]
+fn migrate_prepares_every_embedded_database_and_one_service_database_and_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = command().arg("migrate").env("FLOTILLA_DATA_DIR", dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for service in ["accounts", "tasks"] {
+            assert!(stdout.contains(&format!("{service}: migrations applied")), "{stdout}");
+            assert!(dir.path().join(format!("{service}.db")).exists());
+        }
+    }
+    let unknown =
+        command().args(["migrate", "--service", "nope"]).env("FLOTILLA_DATA_DIR", dir.path()).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown service"));
+
+    if let Some(pg) = flotilla_testkit::pg_or_skip() {
+        let url = pg.create_database();
+        let out =
+            command().args(["migrate", "--service", "tasks"]).env("FLOTILLA_DATABASE_URL", &url).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tables = pg
+            .psql(&url, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('tasks','outbox')")
+            .unwrap();
+        assert_eq!(tables.trim(), "2");
+        // One database URL cannot serve every service.
+        let all = command().arg("migrate").env("FLOTILLA_DATABASE_URL", &url).output().unwrap();
+        assert!(!all.status.success());
+    }
+}
