@@ -129,7 +129,11 @@ pub struct Consumer {
 
 impl Consumer {
     pub fn new(name: impl Into<String>, db: Db, handler: Arc<dyn Handler>, policy: RetryPolicy) -> Self {
-        Self { name: Arc::from(name.into()), db, handler, policy }
+        let name: Arc<str> = Arc::from(name.into());
+        // Present (at 0) from the start, so alert rules on it have a series before the first
+        // dead letter, and a scrape of a fresh system shows every contract metric.
+        metrics::counter!(EVENT_BUS_DEAD_LETTER_TOTAL, "consumer" => name.to_string()).increment(0);
+        Self { name, db, handler, policy }
     }
 
     pub fn name(&self) -> &str {
