@@ -47,11 +47,13 @@ enum Command {
     Accounts,
     /// Run the tasks service alone (needs FLOTILLA_ACCOUNTS_URL for token keys)
     Tasks,
-    /// Run the gateway alone, in front of FLOTILLA_ACCOUNTS_URL and FLOTILLA_TASKS_URL
+    /// Run the audit service alone (needs FLOTILLA_NATS_URL for events, FLOTILLA_ACCOUNTS_URL for token keys)
+    Audit,
+    /// Run the gateway alone, in front of FLOTILLA_ACCOUNTS_URL, FLOTILLA_TASKS_URL and FLOTILLA_AUDIT_URL
     Gateway,
     /// Apply database migrations (all embedded databases, or one service's FLOTILLA_DATABASE_URL)
     Migrate {
-        /// accounts, tasks, or all (embedded data dir only)
+        /// accounts, tasks, audit, or all (embedded data dir only)
         #[arg(long, default_value = "all")]
         service: String,
     },
@@ -151,6 +153,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
         Command::All => embedded::run(&env, rt).await,
         Command::Accounts => services::accounts(&env, rt).await,
         Command::Tasks => services::tasks(&env, rt).await,
+        Command::Audit => services::audit(&env, rt).await,
         Command::Gateway => services::gateway(&env, rt).await,
         Command::Migrate { service } => migrate(&env, &rt, &service).await,
         Command::Admin { command } => admin(&env, &rt, command).await,
@@ -163,7 +166,8 @@ pub fn reminder_interval(env: &Env) -> Result<std::time::Duration, ConfigError> 
 }
 
 /// The NATS URL of distributed mode; accounts and tasks refuse to start without it (their events
-/// would pile up in the outbox with nobody to publish them).
+/// would pile up in the outbox with nobody to publish them), and so does audit (it would record
+/// nothing).
 pub fn nats_url(env: &Env, service: &str) -> Result<String, ConfigError> {
     let raw = env.get(config::NATS_URL).ok_or_else(|| {
         ConfigError::new(
@@ -202,13 +206,14 @@ pub async fn open_db(
 }
 
 async fn migrate(env: &Env, rt: &RuntimeConfig, service: &str) -> Result<(), Failure> {
-    let all: [(&'static str, Migrations); 2] = [
+    let all: [(&'static str, Migrations); 3] = [
         (flotilla_accounts::SERVICE, flotilla_accounts::MIGRATIONS),
         (flotilla_tasks::SERVICE, flotilla_tasks::MIGRATIONS),
+        (flotilla_audit::SERVICE, flotilla_audit::MIGRATIONS),
     ];
     let chosen: Vec<_> = all.iter().filter(|(name, _)| service == "all" || service == *name).collect();
     if chosen.is_empty() {
-        return Err(Failure::Other(format!("unknown service {service:?}: expected accounts, tasks or all")));
+        return Err(Failure::Other(format!("unknown service {service:?}: expected accounts, tasks, audit or all")));
     }
     if chosen.len() > 1 && env.get(config::DATABASE_URL).is_some() {
         return Err(Failure::Other("FLOTILLA_DATABASE_URL names one service's database: add --service".into()));

@@ -2,14 +2,15 @@
 //! routing to the services' routers in process, events on the in-process bus.
 //!
 //! Events: one [`MemoryBus`]; an outbox relay per service database publishes to it; the tasks
-//! consumer (recurrence, user deletion) is subscribed to it; the reminder scheduler runs. On
-//! shutdown the HTTP server drains first, then the scheduler and the relays stop (each finishes
-//! its pass), then the databases close.
+//! consumer (recurrence, user deletion) and the audit consumer (every event into the audit log)
+//! are subscribed to it; the reminder scheduler and the audit retention job run. On shutdown the
+//! HTTP server drains first, then the scheduler, the retention job and the relays stop (each
+//! relay finishes its pass), then the databases close.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use flotilla_events::{Bus, MemoryBus, Relay};
+use flotilla_events::{Bus, MemoryBus, Relay, RetryPolicy};
 use flotilla_gateway::{Upstream, Upstreams};
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{self, Env, RuntimeConfig};
@@ -27,16 +28,21 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
         ));
     }
     let accounts_cfg = flotilla_accounts::Config::from_env(env)?;
+    let audit_cfg = flotilla_audit::Config::from_env(env)?;
     let gateway_cfg = flotilla_gateway::Config::from_env(env)?;
     let reminder_interval = reminder_interval(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
 
     let dir = data_dir(env);
-    let (accounts_url, tasks_url) =
-        (sqlite_url_in(&dir, flotilla_accounts::SERVICE), sqlite_url_in(&dir, flotilla_tasks::SERVICE));
-    let (accounts_db, tasks_db) = tokio::try_join!(
+    let (accounts_url, tasks_url, audit_url) = (
+        sqlite_url_in(&dir, flotilla_accounts::SERVICE),
+        sqlite_url_in(&dir, flotilla_tasks::SERVICE),
+        sqlite_url_in(&dir, flotilla_audit::SERVICE),
+    );
+    let (accounts_db, tasks_db, audit_db) = tokio::try_join!(
         open_db(flotilla_accounts::SERVICE, &accounts_url, flotilla_accounts::MIGRATIONS, &rt),
         open_db(flotilla_tasks::SERVICE, &tasks_url, flotilla_tasks::MIGRATIONS, &rt),
+        open_db(flotilla_audit::SERVICE, &audit_url, flotilla_audit::MIGRATIONS, &rt),
     )?;
 
     let bus = Arc::new(MemoryBus::new());
@@ -47,6 +53,13 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
         Arc::new(flotilla_tasks::events::TasksHandler::default()),
         flotilla_tasks::events::retry_policy(),
     );
+    bus.subscribe(
+        flotilla_audit::CONSUMER,
+        audit_db.clone(),
+        flotilla_audit::handler(audit_db.clone()),
+        RetryPolicy::default(),
+    );
+    let retention = flotilla_audit::spawn_retention(audit_db.clone(), &audit_cfg);
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     let accounts_relay = Relay::spawn(flotilla_accounts::SERVICE, accounts_db.clone(), dyn_bus.clone());
     let tasks_relay = Relay::spawn(flotilla_tasks::SERVICE, tasks_db.clone(), dyn_bus.clone());
@@ -61,8 +74,13 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
             .map_err(|e| fail("accounts", e))?;
     let tasks_events = flotilla_tasks::EventWiring { notifier: tasks_relay.notifier(), bus: dyn_bus };
     let tasks = flotilla_tasks::app_with_events(&rt, tasks_db.clone(), auth.clone(), tasks_events);
-    let ops = pool_gauges(Ops::new(), [&accounts_db, &tasks_db]);
-    let upstreams = Upstreams { accounts: Upstream::InProcess(accounts), tasks: Upstream::InProcess(tasks) };
+    let audit = flotilla_audit::app(&rt, audit_db.clone(), auth.clone());
+    let ops = pool_gauges(Ops::new(), [&accounts_db, &tasks_db, &audit_db]);
+    let upstreams = Upstreams {
+        accounts: Upstream::InProcess(accounts),
+        tasks: Upstream::InProcess(tasks),
+        audit: Upstream::InProcess(audit),
+    };
     let app = flotilla_gateway::app(gateway_cfg, &rt, auth, upstreams, ops, &crate::openapi::document());
 
     let url = format!("http://{}", listener.local_addr().map_err(|e| fail("listen", e))?);
@@ -70,11 +88,13 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     println!("Flotilla is ready at {url} (embedded mode, data in {}; Ctrl-C to stop)", dir.display());
     let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
     reminders.shutdown().await;
+    retention.abort();
     accounts_relay.shutdown().await;
     tasks_relay.shutdown().await;
     served.map_err(|e| fail("server", e))?;
     accounts_db.close().await;
     tasks_db.close().await;
+    audit_db.close().await;
     tracing::info!("stopped");
     Ok(())
 }

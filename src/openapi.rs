@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the whole public API, assembled from the parts each crate
 //! generates from its handlers: the gateway's (`/health`, `/docs`, the `Problem` schema, the
-//! `bearer` scheme), accounts' and tasks'. The gateway serves it at `/docs/openapi.json` and
+//! `bearer` scheme), accounts', tasks' and audit's. The gateway serves it at `/docs/openapi.json` and
 //! renders it at `/docs`.
 
 use utoipa::openapi::tag::TagBuilder;
@@ -23,15 +23,17 @@ refresh); the user in a `/api/{user_id}/…` path must be the signed-in user. An
 const TAGS: &[(&str, &str)] = &[
     ("auth", "Accounts: sign-up, sign-in, token refresh and the caller's profile."),
     ("tasks", "The signed-in user's tasks: filters, search, paging, optimistic concurrency."),
-    ("admin", "User management, for administrators."),
+    ("audit", "The activity feed of the signed-in user and, for administrators, the audit log of every event."),
+    ("admin", "User management and the event consumers' dead letters, for administrators."),
     ("gateway", "The edge itself: health of the services behind it, and this documentation."),
 ];
 
 /// The whole document.
 pub fn document() -> OpenApi {
-    let [mut doc, accounts, tasks] = parts();
+    let [mut doc, accounts, tasks, audit] = parts();
     doc.merge(accounts);
     doc.merge(tasks);
+    doc.merge(audit);
     doc.openapi = OpenApiVersion::Version31;
     doc.info = InfoBuilder::new()
         .title("Flotilla API")
@@ -45,8 +47,8 @@ pub fn document() -> OpenApi {
 }
 
 /// The parts, gateway first.
-fn parts() -> [OpenApi; 3] {
-    [flotilla_gateway::openapi(), flotilla_accounts::openapi(), flotilla_tasks::openapi()]
+fn parts() -> [OpenApi; 4] {
+    [flotilla_gateway::openapi(), flotilla_accounts::openapi(), flotilla_tasks::openapi(), flotilla_audit::openapi()]
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! One service per process (`flotilla accounts|tasks|gateway`), each with its own database,
+//! One service per process (`flotilla accounts|tasks|audit|gateway`), each with its own database,
 //! configured only through `FLOTILLA_*` variables.
 //!
 //! Accounts and tasks publish their events through their outbox relay to NATS JetStream
 //! (`FLOTILLA_NATS_URL`, required: without it their events would never leave the outbox); tasks
-//! also subscribes its consumer (durable `tasks`) and runs the reminder scheduler.
+//! also subscribes its consumer (durable `tasks`) and runs the reminder scheduler. Audit only
+//! consumes (durable `audit`, every subject) and runs its retention job.
 
 use std::sync::Arc;
 
-use flotilla_events::{Bus, NatsBus, Relay};
+use flotilla_events::{Bus, NatsBus, Relay, RetryPolicy};
 
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{self, ConfigError, Env, RuntimeConfig};
@@ -84,6 +85,34 @@ pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     reminders.shutdown().await;
     bus.shutdown().await; // the consumer finishes the event in hand
     relay.shutdown().await;
+    served.map_err(|e| fail("server", e))?;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn audit(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
+    let cfg = flotilla_audit::Config::from_env(env)?;
+    let nats = nats_url(env, flotilla_audit::SERVICE)?;
+    let auth = remote_auth(env)?;
+    let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
+    let url = service_db_url(env, flotilla_audit::SERVICE);
+    let db = open_db(flotilla_audit::SERVICE, &url, flotilla_audit::MIGRATIONS, &rt).await?;
+    let bus = connect_bus(&nats).await?;
+    bus.subscribe(
+        flotilla_audit::CONSUMER,
+        &["flotilla.>"],
+        db.clone(),
+        flotilla_audit::handler(db.clone()),
+        RetryPolicy::default(),
+    )
+    .map_err(|e| fail("event bus", e))?;
+    let retention = flotilla_audit::spawn_retention(db.clone(), &cfg);
+    let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
+    let app = flotilla_audit::app_with_bus(&rt, db.clone(), auth, dyn_bus);
+    tracing::info!(listen = %rt.listen, "audit ready");
+    let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
+    retention.abort();
+    bus.shutdown().await; // the consumer finishes the event in hand
     served.map_err(|e| fail("server", e))?;
     db.close().await;
     Ok(())

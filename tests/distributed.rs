@@ -1,5 +1,5 @@
-//! Distributed mode: accounts, tasks and the gateway as separate processes, each on its own
-//! PostgreSQL database, talking HTTP, with their events on a throwaway nats-server.
+//! Distributed mode: accounts, tasks, audit and the gateway as separate processes, each service
+//! on its own PostgreSQL database, talking HTTP, with their events on a throwaway nats-server.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +21,7 @@ fn addr() -> SocketAddr {
 struct Cluster {
     accounts: ServiceProcess,
     tasks: ServiceProcess,
+    audit: ServiceProcess,
     gateway: ServiceProcess,
     accounts_db: String,
     tasks_db: String,
@@ -53,24 +54,40 @@ fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess, nats: &Nats)
     )
 }
 
+fn spawn_audit(at: SocketAddr, db: &str, accounts: &ServiceProcess, nats: &Nats) -> ServiceProcess {
+    spawn(
+        "audit",
+        at,
+        &[
+            ("FLOTILLA_DATABASE_URL", db.to_owned()),
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_NATS_URL", nats.url()),
+        ],
+        "/ready",
+    )
+}
+
 fn start(pg: &Postgres, nats: Nats) -> Cluster {
     let accounts_db = pg.create_database();
     let tasks_db = pg.create_database();
+    let audit_db = pg.create_database();
     let accounts = spawn_accounts(addr(), &accounts_db, &nats);
     let tasks = spawn_tasks(addr(), &tasks_db, &accounts, &nats);
+    let audit = spawn_audit(addr(), &audit_db, &accounts, &nats);
     let gateway = spawn(
         "gateway",
         addr(),
         &[
             ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
             ("FLOTILLA_TASKS_URL", tasks.base_url()),
+            ("FLOTILLA_AUDIT_URL", audit.base_url()),
             ("FLOTILLA_UPSTREAM_TIMEOUT_MS", "5000".into()),
             ("FLOTILLA_BREAKER_THRESHOLD", "3".into()),
             ("FLOTILLA_BREAKER_OPEN_MS", "500".into()),
         ],
         "/ready",
     );
-    Cluster { accounts, tasks, gateway, accounts_db, tasks_db, nats }
+    Cluster { accounts, tasks, audit, gateway, accounts_db, tasks_db, nats }
 }
 
 async fn call(
@@ -94,7 +111,7 @@ async fn call(
 }
 
 #[tokio::test]
-async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outage() {
+async fn the_user_journey_runs_through_four_processes_and_survives_a_tasks_outage() {
     let Some(pg) = pg_or_skip() else { return };
     let Some(nats) = nats_or_skip() else { return };
     let mut cl = start(pg, nats);
@@ -133,6 +150,28 @@ async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outa
     let (s, done) = call(&c, Method::PATCH, format!("{tasks}/{id}/complete"), Some(&token), None).await;
     assert_eq!((s, &done["completed"]), (StatusCode::OK, &json!(true)));
 
+    // The audit process recorded each of those writes once (accounts and tasks → NATS → audit),
+    // and the gateway serves the feed.
+    let feed_types = || {
+        let (c, url, token) = (c.clone(), format!("{gw}/api/{user}/activity"), token.clone());
+        async move {
+            let (s, feed) = call(&c, Method::GET, url, Some(&token), None).await;
+            assert_eq!(s, StatusCode::OK, "{feed}");
+            let mut types: Vec<String> =
+                feed["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+            types.sort();
+            types
+        }
+    };
+    let expected = ["task.completed", "task.created", "user.logged_in", "user.signed_up"];
+    let start_wait = Instant::now();
+    while feed_types().await.len() < expected.len() {
+        assert!(start_wait.elapsed() < Duration::from_secs(30), "audit records: {:?}", feed_types().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(feed_types().await, expected);
+
     // The tasks process dies: the gateway answers 503 quickly (no wait for the 5 s timeout),
     // the breaker opens, and /health names the service that is down.
     cl.tasks.kill();
@@ -154,6 +193,7 @@ async fn the_user_journey_runs_through_three_processes_and_survives_a_tasks_outa
     let h: Value = health.json().await.unwrap();
     assert_eq!(h["services"]["tasks"]["ready"], false);
     assert_eq!(h["services"]["accounts"]["ready"], true);
+    assert_eq!(h["services"]["audit"]["ready"], true);
     // Accounts still works meanwhile.
     let (s, _) = call(&c, Method::GET, format!("{gw}/api/auth/me"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -255,6 +295,17 @@ async fn answers_are_byte_identical_through_the_gateway_and_direct() {
         .await
         .unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
+    // The feed must hold still while it is read both ways: wait for its three records (signup,
+    // two creates).
+    let started = Instant::now();
+    loop {
+        let (s, feed) = call(&c, Method::GET, format!("{gw}/api/{user}/activity"), Some(token), None).await;
+        if s == StatusCode::OK && feed["events"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "three activity records: {feed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let cases: Vec<Case> = vec![
         (Method::GET, format!("/api/{user}/tasks/{id}"), None, vec![], &cl.tasks),
@@ -275,6 +326,10 @@ async fn answers_are_byte_identical_through_the_gateway_and_direct() {
             &cl.tasks,
         ),
         (Method::GET, "/api/auth/me".into(), None, vec![], &cl.accounts),
+        (Method::GET, format!("/api/{user}/activity?limit=2"), None, vec![], &cl.audit),
+        (Method::GET, format!("/api/{user}/activity?limit=0"), None, vec![], &cl.audit),
+        (Method::GET, "/api/admin/audit".into(), None, vec![], &cl.audit),
+        (Method::GET, "/api/admin/dead-letters/tasks".into(), None, vec![], &cl.tasks),
         (
             Method::POST,
             "/api/auth/signup".into(),
@@ -357,8 +412,8 @@ async fn rotating_the_signing_key_and_restarting_accounts_logs_nobody_out() {
 }
 
 #[test]
-fn accounts_and_tasks_refuse_to_start_without_the_event_bus() {
-    for service in ["accounts", "tasks"] {
+fn accounts_tasks_and_audit_refuse_to_start_without_the_event_bus() {
+    for service in ["accounts", "tasks", "audit"] {
         let mut cmd = std::process::Command::new(bin());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOTILLA_")) {
             cmd.env_remove(k);
@@ -378,4 +433,23 @@ fn accounts_and_tasks_refuse_to_start_without_the_event_bus() {
             "{service}: one line naming the variable: {stderr}"
         );
     }
+}
+
+#[test]
+fn the_gateway_refuses_to_start_without_the_audit_service() {
+    let mut cmd = std::process::Command::new(bin());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOTILLA_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd
+        .arg("gateway")
+        .env("FLOTILLA_LISTEN", addr().to_string())
+        .env("FLOTILLA_ACCOUNTS_URL", "http://127.0.0.1:9")
+        .env("FLOTILLA_TASKS_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "configuration error exit code; stderr: {stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("flotilla: invalid configuration: FLOTILLA_AUDIT_URL="), "{stderr}");
 }

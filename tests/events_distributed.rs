@@ -1,5 +1,6 @@
-//! Events in distributed mode: accounts, tasks and the gateway as separate processes on a
-//! throwaway PostgreSQL, publishing to a throwaway nats-server (JetStream).
+//! Events in distributed mode: accounts, tasks, audit and the gateway as separate processes on a
+//! throwaway PostgreSQL, publishing to (and audit consuming from) a throwaway nats-server
+//! (JetStream).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -96,11 +97,26 @@ async fn stream_events(bus: &NatsBus, subject: &str) -> Vec<Event> {
     }
 }
 
+/// The whole activity feed of `user` through the gateway (every page), newest first.
+async fn activity(c: &reqwest::Client, gw: &str, user: &str, token: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut url = format!("{gw}/api/{user}/activity?limit=100");
+    loop {
+        let (s, page) = call(c, Method::GET, url, Some(token), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{gw}/api/{user}/activity?limit=100&cursor={cursor}"),
+            None => return events,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn recurrence_and_a_nats_outage_through_the_gateway() {
     let Some(pg) = pg_or_skip() else { return };
     let Some(nats) = nats_or_skip() else { return };
-    let (accounts_url, tasks_url) = (pg.create_database(), pg.create_database());
+    let (accounts_url, tasks_url, audit_url) = (pg.create_database(), pg.create_database(), pg.create_database());
     let accounts = spawn("accounts", &[("FLOTILLA_DATABASE_URL", accounts_url), ("FLOTILLA_NATS_URL", nats.url())]);
     let tasks = spawn(
         "tasks",
@@ -110,8 +126,22 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
             ("FLOTILLA_NATS_URL", nats.url()),
         ],
     );
-    let gateway =
-        spawn("gateway", &[("FLOTILLA_ACCOUNTS_URL", accounts.base_url()), ("FLOTILLA_TASKS_URL", tasks.base_url())]);
+    let audit = spawn(
+        "audit",
+        &[
+            ("FLOTILLA_DATABASE_URL", audit_url),
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_NATS_URL", nats.url()),
+        ],
+    );
+    let gateway = spawn(
+        "gateway",
+        &[
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_TASKS_URL", tasks.base_url()),
+            ("FLOTILLA_AUDIT_URL", audit.base_url()),
+        ],
+    );
     let gw = gateway.base_url();
     let c = reqwest::Client::new();
     let tasks_db = Db::open("tasks", &tasks_url, flotilla_tasks::MIGRATIONS, PoolSettings::default()).unwrap();
@@ -199,6 +229,41 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
         .unwrap();
     assert_eq!(events.len() as i64, outbox_created, "stream and outbox agree (22: 2 recurring + 20)");
     bus.shutdown().await;
+
+    // The audit process (its consumer survived the outage too) recorded each task.created once,
+    // and the gateway serves the feed.
+    eventually(Duration::from_secs(30), "audit ready again", || async {
+        ready_status(&c, &audit).await.0 == StatusCode::OK
+    })
+    .await;
+    let created_in_feed = || async {
+        let feed = activity(&c, &gw, &user, &token).await;
+        feed.into_iter().filter(|e| e["type"] == "task.created").collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(30), "every task.created in the activity feed", || async {
+        created_in_feed().await.len() >= events.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // time for a duplicate to show up
+    let feed_created = created_in_feed().await;
+    assert_eq!(feed_created.len(), events.len(), "one record per task.created (22)");
+    for id in &created {
+        let n = feed_created.iter().filter(|e| e["subject"] == id.as_str()).count();
+        assert_eq!(n, 1, "task.created of {id} is in the feed once");
+    }
+    let feed_ids: std::collections::BTreeSet<&str> = feed_created.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let stream_ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(feed_ids, stream_ids, "the feed records exactly the stream's events");
+
+    // The gateway's health lists every service, audit included.
+    eventually(Duration::from_secs(15), "every service healthy", || async {
+        c.get(format!("{gw}/health")).send().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    let health: Value = c.get(format!("{gw}/health")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&String> = health["services"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["accounts", "audit", "tasks"], "{health}");
+    assert_eq!(health["services"]["audit"]["ready"], true, "{health}");
 
     // Deleting the account (accounts → user.deleted → NATS → tasks) removes the user's tasks.
     let (s, _) = call(&c, Method::DELETE, format!("{gw}/api/auth/me"), t, None).await;

@@ -1,6 +1,6 @@
 //! Events in embedded mode: the real binary (in-process bus, SQLite files) driven over HTTP;
-//! what the consumers and the reminder scheduler did is read back from the API and from the
-//! tasks database file.
+//! what the consumers and the reminder scheduler did is read back from the API (the activity
+//! feed and the audit log of the audit consumer among them) and from the tasks database file.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -173,4 +173,155 @@ async fn recurrence_reminders_and_account_deletion_flow_through_the_in_process_b
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     tasks_db.close().await;
+}
+
+/// The whole activity feed of `user` through the gateway (every page), newest first.
+async fn activity(c: &reqwest::Client, base: &str, user: &str, token: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut url = format!("{base}/api/{user}/activity?limit=100");
+    loop {
+        let (s, page) = call(c, Method::GET, url, Some(token), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{base}/api/{user}/activity?limit=100&cursor={cursor}"),
+            None => return events,
+        }
+    }
+}
+
+fn types_of(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_write_is_recorded_once_in_the_activity_feed_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut admin_create = std::process::Command::new(bin());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOTILLA_")) {
+        admin_create.env_remove(k);
+    }
+    let out = admin_create
+        .args(["admin", "create", "--email", "auditor@example.com", "--name", "Auditor"])
+        .env("FLOTILLA_DATA_DIR", dir.path())
+        .env("FLOTILLA_ADMIN_PASSWORD", "audits every event")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = start(dir.path());
+    let base = p.base_url();
+    let c = reqwest::Client::new();
+
+    // Each write, then its record in the feed (waiting for it keeps the expected order exact:
+    // the accounts and tasks relays publish independently).
+    let mut expected: Vec<&str> = Vec::new();
+    let recorded = |user: String, token: String, n: usize| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            eventually(Duration::from_secs(10), &format!("{n} activity records"), || async {
+                activity(&c, &base, &user, &token).await.len() >= n
+            })
+            .await;
+        }
+    };
+
+    let (user, _) = signup(&c, &base, "audited@example.com").await;
+    expected.push("user.signed_up");
+    let (s, login) = call(
+        &c,
+        Method::POST,
+        format!("{base}/api/auth/login"),
+        None,
+        Some(json!({"email": "audited@example.com", "password": "events flow through"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{login}");
+    expected.push("user.logged_in");
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let t = Some(token.as_str());
+    recorded(user.clone(), token.clone(), expected.len()).await;
+
+    let tasks = format!("{base}/api/{user}/tasks");
+    let (s, task) = call(&c, Method::POST, tasks.clone(), t, Some(json!({"title": "Audit me"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{task}");
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    expected.push("task.created");
+    recorded(user.clone(), token.clone(), expected.len()).await;
+    let (s, _) = call(&c, Method::PATCH, format!("{tasks}/{task_id}"), t, Some(json!({"title": "Audited"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    expected.push("task.updated");
+    recorded(user.clone(), token.clone(), expected.len()).await;
+    let (s, _) = call(&c, Method::PATCH, format!("{tasks}/{task_id}/complete"), t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    expected.push("task.completed");
+    recorded(user.clone(), token.clone(), expected.len()).await;
+    let (s, _) = call(&c, Method::DELETE, format!("{tasks}/{task_id}"), t, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    expected.push("task.deleted");
+    recorded(user.clone(), token.clone(), expected.len()).await;
+
+    // Exactly one record per write, newest first, even after time for duplicates to show up.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let feed = activity(&c, &base, &user, &token).await;
+    expected.reverse();
+    assert_eq!(types_of(&feed), expected, "{feed:#?}");
+    let ids: std::collections::BTreeSet<&str> = feed.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), feed.len(), "one record per event id");
+    for e in &feed[..4] {
+        assert_eq!(e["subject"], task_id.as_str(), "{e}");
+        assert_eq!(e["source"], "/flotilla/tasks");
+    }
+    assert_eq!(feed[5]["data"]["email"], "audited@example.com", "the signup's data: {}", feed[5]);
+
+    // Another user sees none of it: 403 on the path, and their own feed holds only their events.
+    let (other, other_token) = signup(&c, &base, "nosy@example.com").await;
+    let (s, body) = call(&c, Method::GET, format!("{base}/api/{user}/activity"), Some(&other_token), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    eventually(Duration::from_secs(10), "the other user's signup recorded", || async {
+        !activity(&c, &base, &other, &other_token).await.is_empty()
+    })
+    .await;
+    let theirs = activity(&c, &base, &other, &other_token).await;
+    assert_eq!(types_of(&theirs), ["user.signed_up"], "{theirs:#?}");
+    assert!(theirs.iter().all(|e| !ids.contains(e["id"].as_str().unwrap())));
+    // Nor can they search the audit log.
+    let (s, _) = call(&c, Method::GET, format!("{base}/api/admin/audit"), Some(&other_token), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The admin finds the user's task.created in the audit log.
+    let (s, admin) = call(
+        &c,
+        Method::POST,
+        format!("{base}/api/auth/login"),
+        None,
+        Some(json!({"email": "auditor@example.com", "password": "audits every event"})),
+    )
+    .await;
+    assert_eq!((s, &admin["user"]["role"]), (StatusCode::OK, &json!("admin")), "{admin}");
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let (s, found) = call(
+        &c,
+        Method::GET,
+        format!("{base}/api/admin/audit?user_id={user}&type=task.created"),
+        Some(admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    let found = found["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!((&found[0]["subject"], &found[0]["user_id"]), (&json!(task_id), &json!(user)));
+    assert_eq!(found[0]["id"], feed[3]["id"], "the same record as in the feed");
+
+    // The consumers' dead-letter endpoints are routed (and empty: nothing failed).
+    for consumer in ["audit", "tasks"] {
+        let url = format!("{base}/api/admin/dead-letters/{consumer}");
+        let (s, body) = call(&c, Method::GET, url.clone(), Some(admin_token), None).await;
+        assert_eq!((s, &body["dead_letters"]), (StatusCode::OK, &json!([])), "{consumer}: {body}");
+        let (s, _) = call(&c, Method::GET, url, Some(&token), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{consumer}: admins only");
+        let replay = format!("{base}/api/admin/dead-letters/{consumer}/00000000-0000-7000-8000-000000000000/replay");
+        let (s, body) = call(&c, Method::POST, replay, Some(admin_token), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{consumer}: {body}");
+    }
 }

@@ -419,7 +419,7 @@ fn migrate_prepares_every_embedded_database_and_one_service_database_and_is_repe
         let out = command().arg("migrate").env("FLOTILLA_DATA_DIR", dir.path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        for service in ["accounts", "tasks"] {
+        for service in ["accounts", "tasks", "audit"] {
             assert!(stdout.contains(&format!("{service}: migrations applied")), "{stdout}");
             assert!(dir.path().join(format!("{service}.db")).exists());
         }
@@ -436,6 +436,14 @@ fn migrate_prepares_every_embedded_database_and_one_service_database_and_is_repe
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let tables = pg
             .psql(&url, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('tasks','outbox')")
+            .unwrap();
+        assert_eq!(tables.trim(), "2");
+        let url = pg.create_database();
+        let out =
+            command().args(["migrate", "--service", "audit"]).env("FLOTILLA_DATABASE_URL", &url).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tables = pg
+            .psql(&url, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('audit_log','inbox')")
             .unwrap();
         assert_eq!(tables.trim(), "2");
         // One database URL cannot serve every service.

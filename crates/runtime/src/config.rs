@@ -53,6 +53,7 @@ vars! {
     TRUSTED_PROXIES = "FLOTILLA_TRUSTED_PROXIES", "", "Comma-separated proxy IPs whose X-Forwarded-For is believed (e.g. the ingress controller).";
     ACCOUNTS_URL = "FLOTILLA_ACCOUNTS_URL", "", "Base URL of the accounts service (gateway upstream; JWKS source of the other services).";
     TASKS_URL = "FLOTILLA_TASKS_URL", "", "Base URL of the tasks service (gateway upstream).";
+    AUDIT_URL = "FLOTILLA_AUDIT_URL", "", "Base URL of the audit service (gateway upstream).";
     NATS_URL = "FLOTILLA_NATS_URL", "", "NATS JetStream server of the event bus in distributed mode, e.g. nats://nats:4222 (embedded mode uses an in-process bus).";
     REMINDER_INTERVAL_MS = "FLOTILLA_REMINDER_INTERVAL_MS", "1000", "Tasks: how often the reminder scheduler looks for reminders that are due.";
     AUDIT_RETENTION_DAYS = "FLOTILLA_AUDIT_RETENTION_DAYS", "365", "Audit: records older than this are deleted by the retention job.";

@@ -19,7 +19,8 @@
 //! - embedded: `bus.subscribe(CONSUMER, db.clone(), handler(db.clone()), policy)` on the
 //!   `MemoryBus`;
 //! - distributed: `nats.subscribe(CONSUMER, &["flotilla.>"], db.clone(), handler(db.clone()), policy)`;
-//! - `app(&rt, db.clone(), auth)` for HTTP and `spawn_retention(db, &Config::from_env(&env)?)`.
+//! - `app(&rt, db.clone(), auth)` for HTTP (or [`app_with_bus`], whose `/ready` includes the
+//!   bus the consumer reads from) and `spawn_retention(db, &Config::from_env(&env)?)`.
 
 pub mod cursor;
 pub mod error;
@@ -31,7 +32,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_events::{BoxFuture, Event, Handler, HandlerError};
+use flotilla_events::{BoxFuture, Bus, Event, Handler, HandlerError};
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{AUDIT_RETENTION_DAYS, ConfigError, Env, RuntimeConfig};
 use flotilla_runtime::db::{Db, Migrations};
@@ -103,6 +104,19 @@ pub fn handler(db: Db) -> Arc<dyn Handler> {
 pub fn app(rt: &RuntimeConfig, db: Db, auth: AuthContext) -> axum::Router {
     let h = handler(db.clone());
     app_with_handler(rt, db, auth, h)
+}
+
+/// [`app`] whose `/ready` also reports the event bus the consumer reads from (`event_bus`):
+/// while it is disconnected no event reaches the log (distributed mode).
+pub fn app_with_bus(rt: &RuntimeConfig, db: Db, auth: AuthContext, bus: Arc<dyn Bus>) -> axum::Router {
+    let ops = Ops::new().database(&db).token_keys(&auth.keys).check(
+        "event_bus",
+        Arc::new(move || {
+            let state = bus.state();
+            Box::pin(async move { if state.is_connected() { Ok(()) } else { Err(state.to_string()) } })
+        }),
+    );
+    service_router(SERVICE, http::router(Store::new(db.clone()), handler(db), &auth), ops, rt)
 }
 
 /// [`app`] with another handler for dead-letter replays (tests use one that fails on demand).

@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use flotilla_runtime::config::{
-    ACCOUNTS_URL, BREAKER_OPEN_MS, BREAKER_THRESHOLD, CORS_ORIGINS, ConfigError, Env, RATE_LIMIT_PER_IP,
+    ACCOUNTS_URL, AUDIT_URL, BREAKER_OPEN_MS, BREAKER_THRESHOLD, CORS_ORIGINS, ConfigError, Env, RATE_LIMIT_PER_IP,
     RATE_LIMIT_PER_USER, TASKS_URL, TRUSTED_PROXIES, UPSTREAM_RETRIES, UPSTREAM_TIMEOUT_MS,
 };
 
@@ -52,7 +52,8 @@ impl Config {
         })
     }
 
-    /// Distributed mode: the services at `FLOTILLA_ACCOUNTS_URL` and `FLOTILLA_TASKS_URL`.
+    /// Distributed mode: the services at `FLOTILLA_ACCOUNTS_URL`, `FLOTILLA_TASKS_URL` and
+    /// `FLOTILLA_AUDIT_URL` (each required).
     pub fn http_upstreams(&self, env: &Env) -> Result<Upstreams, ConfigError> {
         let one = |var: &str, name: &'static str| -> Result<Upstream, ConfigError> {
             let url = env.get(var).ok_or_else(|| ConfigError::new(var, "", "required when the gateway runs alone"))?;
@@ -60,7 +61,11 @@ impl Config {
                 .map(|u| Upstream::Http(std::sync::Arc::new(u)))
                 .map_err(|e| ConfigError::new(var, url, e))
         };
-        Ok(Upstreams { accounts: one(ACCOUNTS_URL, "accounts")?, tasks: one(TASKS_URL, "tasks")? })
+        Ok(Upstreams {
+            accounts: one(ACCOUNTS_URL, "accounts")?,
+            tasks: one(TASKS_URL, "tasks")?,
+            audit: one(AUDIT_URL, "audit")?,
+        })
     }
 }
 

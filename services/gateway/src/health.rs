@@ -31,7 +31,7 @@ pub(crate) struct ServiceHealth {
 pub(crate) struct Health {
     #[schema(schema_with = health_status)]
     status: &'static str,
-    /// By service name (`accounts`, `tasks`).
+    /// By service name (`accounts`, `tasks`, `audit`).
     services: BTreeMap<&'static str, ServiceHealth>,
 }
 

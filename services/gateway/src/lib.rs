@@ -15,7 +15,7 @@ mod upstream;
 
 pub use config::Config;
 pub use openapi::openapi;
-pub use routes::{ACCOUNTS, Access, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
+pub use routes::{ACCOUNTS, AUDIT, Access, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
 pub use upstream::{HttpSettings, HttpUpstream, Upstream, Upstreams};
 
 use std::sync::Arc;
@@ -110,6 +110,7 @@ fn method_router(route: &Route, gw: &Shared) -> MethodRouter<Shared> {
         router = match (route.service, route.path) {
             (ACCOUNTS, _) => router.on(filter, to_accounts),
             (TASKS, _) => router.on(filter, to_tasks),
+            (AUDIT, _) => router.on(filter, to_audit),
             (GATEWAY, HEALTH_PATH) => router.on(filter, health::aggregated),
             (GATEWAY, DOCS_PATH) => router.on(filter, docs::viewer),
             (GATEWAY, OPENAPI_PATH) => router.on(filter, docs::document),
@@ -132,4 +133,8 @@ async fn to_accounts(State(gw): State<Shared>, req: Request) -> Response {
 
 async fn to_tasks(State(gw): State<Shared>, req: Request) -> Response {
     gw.upstreams.tasks.call(req).await
+}
+
+async fn to_audit(State(gw): State<Shared>, req: Request) -> Response {
+    gw.upstreams.audit.call(req).await
 }

@@ -19,12 +19,13 @@ pub struct Route {
     /// Upper-case HTTP methods; any other method answers 405 (`GET` also answers `HEAD`).
     pub methods: &'static [&'static str],
     pub access: Access,
-    /// [`ACCOUNTS`], [`TASKS`] or [`GATEWAY`] (answered by the gateway itself).
+    /// [`ACCOUNTS`], [`TASKS`], [`AUDIT`] or [`GATEWAY`] (answered by the gateway itself).
     pub service: &'static str,
 }
 
 pub const ACCOUNTS: &str = "accounts";
 pub const TASKS: &str = "tasks";
+pub const AUDIT: &str = "audit";
 pub const GATEWAY: &str = crate::SERVICE;
 
 /// The aggregated health of the services behind the gateway.
@@ -54,6 +55,12 @@ pub const ROUTES: &[Route] = &[
     route("/api/{user_id}/tasks", &["GET", "POST"], Bearer, TASKS),
     route("/api/{user_id}/tasks/{id}", &["GET", "PUT", "PATCH", "DELETE"], Bearer, TASKS),
     route("/api/{user_id}/tasks/{id}/complete", &["PATCH"], Bearer, TASKS),
+    route("/api/admin/dead-letters/tasks", &["GET"], Bearer, TASKS),
+    route("/api/admin/dead-letters/tasks/{id}/replay", &["POST"], Bearer, TASKS),
+    route("/api/{user_id}/activity", &["GET"], Bearer, AUDIT),
+    route("/api/admin/audit", &["GET"], Bearer, AUDIT),
+    route("/api/admin/dead-letters/audit", &["GET"], Bearer, AUDIT),
+    route("/api/admin/dead-letters/audit/{id}/replay", &["POST"], Bearer, AUDIT),
     route(HEALTH_PATH, &["GET"], Public, GATEWAY),
     route(DOCS_PATH, &["GET"], Public, GATEWAY),
     route(OPENAPI_PATH, &["GET"], Public, GATEWAY),
@@ -73,7 +80,7 @@ mod tests {
             for m in r.methods {
                 assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].contains(m), "{} {m}", r.path);
             }
-            assert!([ACCOUNTS, TASKS, GATEWAY].contains(&r.service), "{}", r.path);
+            assert!([ACCOUNTS, TASKS, AUDIT, GATEWAY].contains(&r.service), "{}", r.path);
             assert!(!r.path.contains("{*"), "no catch-alls: every public path is explicit ({})", r.path);
         }
         for ops in ["/livez", "/ready", "/metrics"] {

@@ -33,11 +33,12 @@ pub enum Upstream {
 pub struct Upstreams {
     pub accounts: Upstream,
     pub tasks: Upstream,
+    pub audit: Upstream,
 }
 
 impl Upstreams {
-    pub fn all(&self) -> [(&'static str, &Upstream); 2] {
-        [("accounts", &self.accounts), ("tasks", &self.tasks)]
+    pub fn all(&self) -> [(&'static str, &Upstream); 3] {
+        [("accounts", &self.accounts), ("tasks", &self.tasks), ("audit", &self.audit)]
     }
 }
 

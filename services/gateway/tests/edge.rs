@@ -1,5 +1,5 @@
-//! The gateway over real HTTP, in front of the real accounts and tasks services (in process, on
-//! SQLite): faithful pass-through, token checks at the edge, rate limits, CORS, security
+//! The gateway over real HTTP, in front of the real accounts, tasks and audit services (in
+//! process, on SQLite): faithful pass-through, token checks at the edge, rate limits, CORS, security
 //! headers, aggregated health.
 
 use std::net::SocketAddr;
@@ -48,6 +48,10 @@ async fn start(vars: &[(&str, &str)]) -> System {
         Db::open_and_migrate("tasks", &sqlite_url_in(dir.path(), "tasks"), flotilla_tasks::MIGRATIONS, settings)
             .await
             .unwrap();
+    let audit_db =
+        Db::open_and_migrate("audit", &sqlite_url_in(dir.path(), "audit"), flotilla_audit::MIGRATIONS, settings)
+            .await
+            .unwrap();
     let auth = AuthContext::from_env(&env);
     let accounts =
         flotilla_accounts::app(flotilla_accounts::Config::from_env(&env).unwrap(), &rt, accounts_db, auth.clone())
@@ -55,7 +59,12 @@ async fn start(vars: &[(&str, &str)]) -> System {
             .unwrap();
     let tasks = flotilla_tasks::app(&rt, tasks_db.clone(), auth.clone());
     let tasks_direct = serve(tasks.clone()).await;
-    let upstreams = Upstreams { accounts: Upstream::InProcess(accounts), tasks: Upstream::InProcess(tasks) };
+    let audit = flotilla_audit::app(&rt, audit_db, auth.clone());
+    let upstreams = Upstreams {
+        accounts: Upstream::InProcess(accounts),
+        tasks: Upstream::InProcess(tasks),
+        audit: Upstream::InProcess(audit),
+    };
     let doc = flotilla_gateway::openapi();
     let gateway =
         serve(flotilla_gateway::app(Config::from_env(&env).unwrap(), &rt, auth, upstreams, Ops::new(), &doc)).await;
@@ -286,7 +295,8 @@ async fn aggregated_health_reports_each_service_and_fails_when_one_is_down() {
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["status"], "ok");
-    for svc in ["accounts", "tasks"] {
+    assert_eq!(v["services"].as_object().unwrap().len(), 3, "{v}");
+    for svc in ["accounts", "tasks", "audit"] {
         assert_eq!(v["services"][svc]["ready"], true, "{v}");
         assert!(v["services"][svc]["latency_ms"].as_f64().unwrap() >= 0.0);
     }
@@ -302,6 +312,7 @@ async fn aggregated_health_reports_each_service_and_fails_when_one_is_down() {
     assert_eq!(v["status"], "unavailable");
     assert_eq!(v["services"]["tasks"]["ready"], false);
     assert_eq!(v["services"]["accounts"]["ready"], true);
+    assert_eq!(v["services"]["audit"]["ready"], true);
     assert_eq!(c.get(format!("{}/livez", sys.gateway)).send().await.unwrap().status(), StatusCode::OK);
 }
 

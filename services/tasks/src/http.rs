@@ -327,8 +327,84 @@ async fn complete(
     Ok(task_response(StatusCode::OK, &task))
 }
 
-/// Admins: the tasks consumer's dead letters, newest first (`limit` 1–1000, default 100). Not
-/// routed by the gateway (yet): served by the tasks service itself.
+/// The query parameters of the dead-letter listing, as the API document shows them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a description, never built
+struct DeadLetterParams {
+    /// How many dead letters, newest first.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+/// An event the tasks consumer could not process.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TaskDeadLetter)]
+struct DeadLetterJson {
+    /// The dead letter's id (for replay).
+    id: String,
+    /// Always `tasks`.
+    consumer: String,
+    event_id: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    event_type: String,
+    /// The full event envelope (CloudEvents JSON).
+    #[schema(value_type = Object)]
+    event: serde_json::Value,
+    /// The last error.
+    error: String,
+    /// Handler attempts so far.
+    attempts: i64,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// When a replay processed it; `null` while it is still pending.
+    #[schema(format = DateTime, required)]
+    replayed_at: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TaskDeadLetters)]
+struct DeadLettersBody {
+    /// Newest first.
+    dead_letters: Vec<DeadLetterJson>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TaskReplayOutcome)]
+#[serde(rename_all = "snake_case")]
+enum ReplayResult {
+    /// The event is processed now.
+    Processed,
+    /// It had been processed before (an earlier replay or a redelivery): nothing changed.
+    AlreadyProcessed,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TaskReplay)]
+struct ReplayBody {
+    id: String,
+    outcome: ReplayResult,
+}
+
+/// List the tasks consumer's dead letters
+///
+/// Events the tasks consumer (recurrence, user deletion) failed to process after its retries,
+/// newest first, including the ones replayed since (`replayed_at` set). Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/admin/dead-letters/tasks",
+    operation_id = "list_task_dead_letters",
+    tag = "admin",
+    params(DeadLetterParams),
+    responses(
+        (status = 200, description = "The dead letters.", body = DeadLettersBody),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The caller is not an administrator."),
+        (status = 422, description = "Invalid or unknown query parameters, each listed in `errors`."),
+    ),
+    security(("bearer" = []))
+)]
 async fn dead_letters(
     State(tasks): State<Tasks>,
     auth: Auth,
@@ -349,35 +425,50 @@ async fn dead_letters(
         }
     }
     let letters = flotilla_events::list_dead_letters(tasks.store().db(), limit).await.map_err(DbError::Query)?;
-    let letters: Vec<serde_json::Value> = letters
-        .iter()
+    let dead_letters = letters
+        .into_iter()
         .filter(|l| l.consumer == crate::events::CONSUMER)
-        .map(|l| {
-            serde_json::json!({
-                "id": l.id,
-                "consumer": l.consumer,
-                "event_id": l.event_id,
-                "type": l.event_type,
-                "event": serde_json::from_str::<serde_json::Value>(&l.payload).unwrap_or_else(|_| l.payload.clone().into()),
-                "error": l.error,
-                "attempts": l.attempts,
-                "created_at": format_ms(l.created_at),
-                "replayed_at": l.replayed_at.map(format_ms),
-            })
+        .map(|l| DeadLetterJson {
+            event: serde_json::from_str::<serde_json::Value>(&l.payload).unwrap_or_else(|_| l.payload.clone().into()),
+            id: l.id,
+            consumer: l.consumer,
+            event_id: l.event_id,
+            event_type: l.event_type,
+            error: l.error,
+            attempts: l.attempts,
+            created_at: format_ms(l.created_at),
+            replayed_at: l.replayed_at.map(format_ms),
         })
         .collect();
-    Ok(axum::Json(serde_json::json!({ "dead_letters": letters })).into_response())
+    Ok(axum::Json(DeadLettersBody { dead_letters }).into_response())
 }
 
-/// Admins: runs the tasks consumer once more on a dead letter (a no-op if the event was
-/// processed meanwhile). 200 `{id, outcome: processed|already_processed}`; 404 unknown id; 409
-/// when the handler fails again (the dead letter stays, with the new error).
+/// Replay a tasks dead letter
+///
+/// Runs the tasks consumer once more on the event, through its inbox: an event that was
+/// processed meanwhile is not processed twice. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dead-letters/tasks/{id}/replay",
+    operation_id = "replay_task_dead_letter",
+    tag = "admin",
+    params(("id" = String, Path, description = "The dead letter's id.")),
+    responses(
+        (status = 200, description = "Replayed (or processed already).", body = ReplayBody),
+        (status = 401, description = "Missing, invalid, expired or revoked access token."),
+        (status = 403, description = "The caller is not an administrator."),
+        (status = 404, description = "No such dead letter."),
+        (status = 409, description = "The handler failed again; the dead letter is kept with the new error."),
+        (status = 422, description = "The dead letter's payload is not an event; it cannot be replayed."),
+    ),
+    security(("bearer" = []))
+)]
 async fn replay_dead_letter(State(tasks): State<Tasks>, auth: Auth, ApiPath(id): ApiPath<String>) -> Result<Response> {
     auth.require_admin()?;
     let handler = TasksHandler::new(tasks.store().notifier().clone());
     let outcome = match flotilla_events::replay_dead_letter(tasks.store().db(), &handler, &id).await {
-        Ok(ReplayOutcome::Processed) => "processed",
-        Ok(ReplayOutcome::AlreadyProcessed) => "already_processed",
+        Ok(ReplayOutcome::Processed) => ReplayResult::Processed,
+        Ok(ReplayOutcome::AlreadyProcessed) => ReplayResult::AlreadyProcessed,
         Err(ReplayError::NotFound(_)) => return Err(Problem::not_found("no such dead letter").into()),
         Err(e @ ReplayError::InvalidPayload(_)) => {
             return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into());
@@ -385,7 +476,7 @@ async fn replay_dead_letter(State(tasks): State<Tasks>, auth: Auth, ApiPath(id):
         Err(e @ ReplayError::Handler(_)) => return Err(Problem::conflict(e.to_string()).into()),
         Err(ReplayError::Db(e)) => return Err(DbError::Query(e).into()),
     };
-    Ok(axum::Json(serde_json::json!({ "id": id, "outcome": outcome })).into_response())
+    Ok(axum::Json(ReplayBody { id, outcome }).into_response())
 }
 
 /// The task as JSON with its `ETag`.

@@ -17,6 +17,8 @@ use crate::model::Freq;
     crate::http::update,
     crate::http::remove,
     crate::http::complete,
+    crate::http::dead_letters,
+    crate::http::replay_dead_letter,
 ))]
 struct TasksApi;
 
@@ -64,10 +66,12 @@ mod tests {
             ops,
             [
                 "DELETE /api/{user_id}/tasks/{id}",
+                "GET /api/admin/dead-letters/tasks",
                 "GET /api/{user_id}/tasks",
                 "GET /api/{user_id}/tasks/{id}",
                 "PATCH /api/{user_id}/tasks/{id}",
                 "PATCH /api/{user_id}/tasks/{id}/complete",
+                "POST /api/admin/dead-letters/tasks/{id}/replay",
                 "POST /api/{user_id}/tasks",
                 "PUT /api/{user_id}/tasks/{id}",
             ]
