@@ -620,7 +620,7 @@ as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$TMP/pg/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$TMP/pg -c max_connections=200" \
     start >/dev/null || die "PostgreSQL did not start: $(tail -n 5 "$TMP/pg/postgres.log")"
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
-for db in accounts tasks; do
+for db in accounts tasks audit; do
     "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt -c "CREATE DATABASE $db" >/dev/null
 done
 PG_SETTINGS=$("$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -F= \
@@ -657,8 +657,10 @@ fi
 
 ACC_PORT=$(free_port)
 TASKS_PORT=$(free_port)
+AUDIT_PORT=$(free_port)
 GW_PORT=$(free_port)
 ACC_BASE=http://127.0.0.1:$ACC_PORT
+AUDIT_BASE=http://127.0.0.1:$AUDIT_PORT
 TASKS_BASE=http://127.0.0.1:$TASKS_PORT
 GW_BASE=http://127.0.0.1:$GW_PORT
 
@@ -675,14 +677,22 @@ TASKS_PID=$STARTED_PID
 READY[tasks]=$(wait_ready distributed-tasks "$TASKS_PID" "$TASKS_BASE/ready" "$STARTED_US")
 log "tasks ready (/ready 200) after ${READY[tasks]} ms"
 
+# audit consumes every event (the create benchmark therefore includes its work)
+start_flotilla distributed-audit FLOTILLA_LISTEN="127.0.0.1:$AUDIT_PORT" FLOTILLA_DB_MAX_CONNECTIONS=20 \
+    FLOTILLA_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/audit" FLOTILLA_ACCOUNTS_URL="$ACC_BASE" \
+    "${NATS_VARS[@]}" -- audit
+AUDIT_PID=$STARTED_PID
+READY[audit]=$(wait_ready distributed-audit "$AUDIT_PID" "$AUDIT_BASE/ready" "$STARTED_US")
+log "audit ready (/ready 200) after ${READY[audit]} ms"
+
 start_flotilla distributed-gateway FLOTILLA_LISTEN="127.0.0.1:$GW_PORT" FLOTILLA_DB_MAX_CONNECTIONS=20 \
-    FLOTILLA_ACCOUNTS_URL="$ACC_BASE" FLOTILLA_TASKS_URL="$TASKS_BASE" \
+    FLOTILLA_ACCOUNTS_URL="$ACC_BASE" FLOTILLA_TASKS_URL="$TASKS_BASE" FLOTILLA_AUDIT_URL="$AUDIT_BASE" \
     FLOTILLA_RATE_LIMIT_PER_IP=0 FLOTILLA_RATE_LIMIT_PER_USER=0 -- gateway
 GW_PID=$STARTED_PID
 READY[gateway]=$(wait_ready distributed-gateway "$GW_PID" "$GW_BASE/health" "$STARTED_US")
 log "gateway ready (/health 200) after ${READY[gateway]} ms"
 
-DIST_SPECS=("gateway=$GW_PID" "accounts=$ACC_PID" "tasks=$TASKS_PID" "postgres=cluster")
+DIST_SPECS=("gateway=$GW_PID" "accounts=$ACC_PID" "tasks=$TASKS_PID" "audit=$AUDIT_PID" "postgres=cluster")
 if [[ -n $NATS_PID ]]; then DIST_SPECS+=("nats=$NATS_PID"); fi
 DIST_LABELS=()
 for spec in "${DIST_SPECS[@]}"; do DIST_LABELS+=("${spec%%=*}"); done
@@ -695,7 +705,7 @@ record_peaks distributed "${DIST_SPECS[@]}"
 signup_probe "$GW_BASE" distributed accounts "$ACC_PID"
 
 # what the servers logged at warn and above (JSON lines), counted by process, target and message
-SERVER_LOGS=("$OUT"/embedded.log "$OUT"/distributed-accounts.log "$OUT"/distributed-tasks.log "$OUT"/distributed-gateway.log)
+SERVER_LOGS=("$OUT"/embedded.log "$OUT"/distributed-accounts.log "$OUT"/distributed-tasks.log "$OUT"/distributed-audit.log "$OUT"/distributed-gateway.log)
 LOG_SUMMARY=$(for f in "${SERVER_LOGS[@]}"; do
     [[ -r $f ]] || continue
     grep '^{' "$f" | jq -r --arg p "$(basename "$f" .log)" \
@@ -863,12 +873,12 @@ fi
     echo
     echo "## Distributed mode"
     echo
-    echo "\`flotilla accounts\`, \`flotilla tasks\` and \`flotilla gateway\`, each its own process, on a"
+    echo "\`flotilla accounts\`, \`flotilla tasks\`, \`flotilla audit\` and \`flotilla gateway\`, each its own process, on a"
     echo "throwaway PostgreSQL cluster (default settings, so \`fsync\` and \`synchronous_commit\` on, plus"
     echo "\`max_connections=200\`; read back: ${PG_SETTINGS% }), \`FLOTILLA_DB_MAX_CONNECTIONS=20\`."
     if [[ -n $NATS_PID ]]; then
         echo "Accounts and tasks publish their events to a throwaway $NATS_VERSION with JetStream"
-        echo "(\`FLOTILLA_NATS_URL\`)."
+        echo "(\`FLOTILLA_NATS_URL\`); tasks (recurrence) and audit (every event) consume them."
     else
         echo "No nats-server was found, so the services ran without \`FLOTILLA_NATS_URL\` (no event bus)."
     fi
@@ -876,6 +886,7 @@ fi
     memory_header
     memory_row distributed accounts accounts "${READY[accounts]}" "\`/ready\`"
     memory_row distributed tasks tasks "${READY[tasks]}" "\`/ready\`"
+    memory_row distributed audit audit "${READY[audit]}" "\`/ready\`"
     memory_row distributed gateway gateway "${READY[gateway]}" "\`/health\`"
     memory_row distributed postgres "postgres (all processes, PSS)" "–" "–"
     if [[ -n $NATS_PID ]]; then
