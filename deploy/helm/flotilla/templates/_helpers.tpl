@@ -93,9 +93,11 @@ Precedence: commonConfig < what the chart wires (URLs, listen address) < service
 {{- if has $svc (splitList " " (include "flotilla.dbServices" $root)) }}
 {{- $_ := set $c "FLOTILLA_NATS_URL" (include "flotilla.natsUrl" $root) -}}
 {{- end -}}
-{{- if ne $svc "accounts" }}
+{{- /* Services that verify tokens with the keys accounts publishes (JWKS). */ -}}
+{{- if has $svc (list "gateway" "tasks" "assistant" "audit") }}
 {{- $_ := set $c "FLOTILLA_ACCOUNTS_URL" (include "flotilla.serviceUrl" (dict "root" $root "svc" "accounts")) -}}
 {{- end -}}
+{{- /* Redis: rate limits (gateway) and login throttling and revocations (accounts). */ -}}
 {{- if has $svc (list "gateway" "accounts") }}
 {{- $redis := include "flotilla.redisUrl" $root -}}
 {{- if $redis }}{{ $_ := set $c "FLOTILLA_REDIS_URL" $redis }}{{ end -}}
