@@ -15,6 +15,7 @@ ARG BINARY_FROM=build
 # --- 1. The dependency graph only: every Cargo.toml and Cargo.lock, with stub sources. This
 # layer's content changes only when a manifest does, so stage 2's dependency build stays cached.
 FROM ${RUST_IMAGE} AS manifests
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY . .
 RUN set -eu; mkdir -p /out; cp Cargo.lock /out/; \
