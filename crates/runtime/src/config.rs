@@ -61,6 +61,21 @@ vars! {
     UPSTREAM_RETRIES = "FLOTILLA_UPSTREAM_RETRIES", "2", "Gateway: extra attempts for idempotent requests that failed to connect or got 502/503/504.";
     BREAKER_THRESHOLD = "FLOTILLA_BREAKER_THRESHOLD", "5", "Gateway: consecutive failures that open an upstream's circuit.";
     BREAKER_OPEN_MS = "FLOTILLA_BREAKER_OPEN_MS", "5000", "Gateway: how long an open circuit fails fast before one probe is let through.";
+    ASSISTANT_URL = "FLOTILLA_ASSISTANT_URL", "", "Base URL of the assistant service (gateway upstream).";
+    WEB_URL = "FLOTILLA_WEB_URL", "", "Base URL of the web UI service (gateway upstream for every path outside the API; optional).";
+    GATEWAY_URL = "FLOTILLA_GATEWAY_URL", "", "Web: base URL of the gateway whose public API the UI calls (distributed mode).";
+    REDIS_URL = "FLOTILLA_REDIS_URL", "", "Redis for rate limits and token revocations shared by all replicas, e.g. redis://redis:6379 (empty: in memory, one process).";
+    ASSISTANT_PROVIDER = "FLOTILLA_ASSISTANT_PROVIDER", "rules", "Assistant: `rules` (offline, built in), `ollama` or `openai`.";
+    ASSISTANT_HISTORY = "FLOTILLA_ASSISTANT_HISTORY", "20", "Assistant: how many of a conversation's newest messages each turn reads.";
+    ASSISTANT_MAX_STEPS = "FLOTILLA_ASSISTANT_MAX_STEPS", "5", "Assistant: most model calls (tool-calling rounds) in one turn.";
+    LLM_TIMEOUT_MS = "FLOTILLA_LLM_TIMEOUT_MS", "30000", "Assistant: time limit of one LLM request; on timeout the turn falls back to the rules engine.";
+    OLLAMA_URL = "FLOTILLA_OLLAMA_URL", "http://127.0.0.1:11434", "Assistant: Ollama server (`ollama` provider).";
+    OLLAMA_MODEL = "FLOTILLA_OLLAMA_MODEL", "llama3.1", "Assistant: Ollama model with tool support.";
+    OPENAI_BASE_URL = "FLOTILLA_OPENAI_BASE_URL", "https://api.openai.com/v1", "Assistant: any OpenAI-compatible `/v1` endpoint (`openai` provider).";
+    OPENAI_API_KEY = "FLOTILLA_OPENAI_API_KEY", "", "Assistant: API key of the OpenAI-compatible endpoint (a secret).";
+    OPENAI_MODEL = "FLOTILLA_OPENAI_MODEL", "gpt-4o-mini", "Assistant: model name sent to the OpenAI-compatible endpoint.";
+    WEB_SESSION_KEY = "FLOTILLA_WEB_SESSION_KEY", "", "Web: secret (≥ 32 characters) that signs session and CSRF tokens; the same on every web replica (empty: random per process).";
+    COOKIE_SECURE = "FLOTILLA_COOKIE_SECURE", "true", "Web: mark session cookies `Secure` (set `false` only for plain-HTTP use other than localhost).";
 }
 
 /// Invalid configuration: names the variable, the value and the reason, on one line.

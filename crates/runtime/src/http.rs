@@ -215,11 +215,17 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Wraps a service's API routes and operations endpoints in the shared stack.
 pub fn service_router(service: &'static str, api: Router, ops: Ops, cfg: &RuntimeConfig) -> Router {
+    let api = api.fallback(|| async { status_problem(StatusCode::NOT_FOUND, "no such route") });
+    service_router_with_fallback(service, api, ops, cfg)
+}
+
+/// [`service_router`] for an `api` router that has its own fallback for unknown paths (the
+/// gateway in front of the web UI hands every path outside the API to it).
+pub fn service_router_with_fallback(service: &'static str, api: Router, ops: Ops, cfg: &RuntimeConfig) -> Router {
     metrics_handle(); // install the recorder before the first request is counted
     let limit = cfg.body_limit;
     let timeout = cfg.request_timeout;
     api.merge(ops.router())
-        .fallback(|| async { status_problem(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             status_problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })

@@ -31,7 +31,7 @@ pub(crate) struct ServiceHealth {
 pub(crate) struct Health {
     #[schema(schema_with = health_status)]
     status: &'static str,
-    /// By service name (`accounts`, `tasks`, `audit`).
+    /// By service name (`accounts`, `tasks`, `audit`, `assistant`, and `web` when the gateway serves the UI).
     services: BTreeMap<&'static str, ServiceHealth>,
 }
 
@@ -71,7 +71,7 @@ pub(crate) async fn aggregated(State(gw): State<Shared>) -> Response {
 }
 
 async fn probe_all(gw: &Shared) -> Health {
-    let probes = gw.upstreams.all().map(|(name, up)| async move {
+    let probes = gw.upstreams.all().into_iter().map(|(name, up)| async move {
         let (ready, latency) = up.probe_ready(PROBE_LIMIT).await;
         (name, ServiceHealth { ready, latency_ms: (latency.as_secs_f64() * 1e5).round() / 100.0 })
     });

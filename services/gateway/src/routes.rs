@@ -19,17 +19,21 @@ pub struct Route {
     /// Upper-case HTTP methods; any other method answers 405 (`GET` also answers `HEAD`).
     pub methods: &'static [&'static str],
     pub access: Access,
-    /// [`ACCOUNTS`], [`TASKS`], [`AUDIT`] or [`GATEWAY`] (answered by the gateway itself).
+    /// [`ACCOUNTS`], [`TASKS`], [`AUDIT`], [`ASSISTANT`] or [`GATEWAY`] (answered by the gateway
+    /// itself).
     pub service: &'static str,
 }
 
 pub const ACCOUNTS: &str = "accounts";
 pub const TASKS: &str = "tasks";
 pub const AUDIT: &str = "audit";
+pub const ASSISTANT: &str = "assistant";
 pub const GATEWAY: &str = crate::SERVICE;
 
 /// The aggregated health of the services behind the gateway.
 pub const HEALTH_PATH: &str = flotilla_runtime::http::HEALTH_PATH;
+/// The MCP server (Streamable HTTP) of the assistant.
+pub const MCP_PATH: &str = "/mcp";
 /// The API document viewer (HTML, rendered on the server).
 pub const DOCS_PATH: &str = "/docs";
 /// The OpenAPI document (JSON).
@@ -61,6 +65,10 @@ pub const ROUTES: &[Route] = &[
     route("/api/admin/audit", &["GET"], Bearer, AUDIT),
     route("/api/admin/dead-letters/audit", &["GET"], Bearer, AUDIT),
     route("/api/admin/dead-letters/audit/{id}/replay", &["POST"], Bearer, AUDIT),
+    route("/api/{user_id}/chat", &["POST"], Bearer, ASSISTANT),
+    route("/api/{user_id}/conversations", &["GET"], Bearer, ASSISTANT),
+    route("/api/{user_id}/conversations/{id}", &["GET", "DELETE"], Bearer, ASSISTANT),
+    route(MCP_PATH, &["GET", "POST", "DELETE"], Bearer, ASSISTANT),
     route(HEALTH_PATH, &["GET"], Public, GATEWAY),
     route(DOCS_PATH, &["GET"], Public, GATEWAY),
     route(OPENAPI_PATH, &["GET"], Public, GATEWAY),
@@ -80,7 +88,7 @@ mod tests {
             for m in r.methods {
                 assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].contains(m), "{} {m}", r.path);
             }
-            assert!([ACCOUNTS, TASKS, AUDIT, GATEWAY].contains(&r.service), "{}", r.path);
+            assert!([ACCOUNTS, TASKS, AUDIT, ASSISTANT, GATEWAY].contains(&r.service), "{}", r.path);
             assert!(!r.path.contains("{*"), "no catch-alls: every public path is explicit ({})", r.path);
         }
         for ops in ["/livez", "/ready", "/metrics"] {

@@ -60,10 +60,23 @@ async fn start(vars: &[(&str, &str)]) -> System {
     let tasks = flotilla_tasks::app(&rt, tasks_db.clone(), auth.clone());
     let tasks_direct = serve(tasks.clone()).await;
     let audit = flotilla_audit::app(&rt, audit_db, auth.clone());
+    let assistant_db = Db::open_and_migrate(
+        "assistant",
+        &sqlite_url_in(dir.path(), "assistant"),
+        flotilla_assistant::MIGRATIONS,
+        settings,
+    )
+    .await
+    .unwrap();
+    let assistant_cfg = flotilla_assistant::Config::from_env(&env).unwrap();
+    let assistant =
+        flotilla_assistant::app(&assistant_cfg, &rt, assistant_db, auth.clone(), Upstream::InProcess(tasks.clone()));
     let upstreams = Upstreams {
         accounts: Upstream::InProcess(accounts),
         tasks: Upstream::InProcess(tasks),
         audit: Upstream::InProcess(audit),
+        assistant: Upstream::InProcess(assistant),
+        web: None,
     };
     let doc = flotilla_gateway::openapi();
     let gateway =
