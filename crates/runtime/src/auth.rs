@@ -152,34 +152,101 @@ impl PublicKeys {
     }
 }
 
-/// Revoked sessions and users, consulted on every request. In-memory here (shared by all services
-/// of an embedded process); the distributed deployment swaps in a shared store.
+/// One revocation, as applied locally and announced to other processes
+/// ([`crate::shared::SharedStore::share_revocations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Tokens of this session (`sid`) are void; remembered until `until` (unix secs).
+    Session { sid: String, until: i64 },
+    /// Tokens of this user issued up to `not_before` (unix secs) are void.
+    User { sub: String, not_before: i64 },
+    /// The user may sign in again (lifts [`Revocation::User`]).
+    Cleared { sub: String },
+}
+
+impl Revocation {
+    /// One line: `s <sid> <until>`, `u <sub> <not_before>` or `c <sub>` (ids hold no spaces).
+    pub fn encode(&self) -> String {
+        match self {
+            Revocation::Session { sid, until } => format!("s {sid} {until}"),
+            Revocation::User { sub, not_before } => format!("u {sub} {not_before}"),
+            Revocation::Cleared { sub } => format!("c {sub}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.split(' ');
+        let r = match (parts.next()?, parts.next()?, parts.next()) {
+            ("s", sid, Some(until)) => Revocation::Session { sid: sid.to_owned(), until: until.parse().ok()? },
+            ("u", sub, Some(nb)) => Revocation::User { sub: sub.to_owned(), not_before: nb.parse().ok()? },
+            ("c", sub, None) => Revocation::Cleared { sub: sub.to_owned() },
+            _ => return None,
+        };
+        if parts.next().is_some() { None } else { Some(r) }
+    }
+}
+
+type Sink = Arc<dyn Fn(&Revocation) + Send + Sync>;
+
+/// Revoked sessions and users, consulted on every request. Kept in memory (shared by all
+/// services of an embedded process); with Redis, revocations made here are also sent to every
+/// other process through the sink, and theirs are applied here.
 #[derive(Default)]
 pub struct Revocations {
     /// session id (`sid`) → until when (unix secs) to remember the revocation.
     sessions: Mutex<HashMap<String, i64>>,
     /// user id → tokens issued before this instant (unix secs) are void.
     users: Mutex<HashMap<String, i64>>,
+    sink: std::sync::OnceLock<Sink>,
 }
 
 impl Revocations {
     pub fn revoke_session(&self, sid: &str, until: i64) {
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_secs();
-        if map.len() > 100_000 {
-            map.retain(|_, until| *until > now);
-        }
-        map.insert(sid.to_owned(), until);
+        self.record(Revocation::Session { sid: sid.to_owned(), until });
     }
 
     /// Voids every token of the user issued up to now (deletion, deactivation).
     pub fn revoke_user(&self, sub: &str) {
-        self.users.lock().unwrap_or_else(|p| p.into_inner()).insert(sub.to_owned(), now_secs());
+        self.record(Revocation::User { sub: sub.to_owned(), not_before: now_secs() });
     }
 
     /// Lets the user in again (re-activation): tokens issued from now on are valid.
     pub fn clear_user(&self, sub: &str) {
-        self.users.lock().unwrap_or_else(|p| p.into_inner()).remove(sub);
+        self.record(Revocation::Cleared { sub: sub.to_owned() });
+    }
+
+    /// Where revocations made in this process are sent (set once, by the shared store).
+    pub fn set_sink(&self, sink: Sink) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn record(&self, r: Revocation) {
+        self.apply(&r);
+        if let Some(sink) = self.sink.get() {
+            sink(&r);
+        }
+    }
+
+    /// Applies a revocation locally (made here or announced by another process).
+    pub fn apply(&self, r: &Revocation) {
+        match r {
+            Revocation::Session { sid, until } => {
+                let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let now = now_secs();
+                if map.len() > 100_000 {
+                    map.retain(|_, until| *until > now);
+                }
+                map.insert(sid.clone(), *until);
+            }
+            Revocation::User { sub, not_before } => {
+                let mut map = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = map.entry(sub.clone()).or_insert(*not_before);
+                *entry = (*entry).max(*not_before);
+            }
+            Revocation::Cleared { sub } => {
+                self.users.lock().unwrap_or_else(|p| p.into_inner()).remove(sub);
+            }
+        }
     }
 
     pub fn is_revoked(&self, claims: &Claims) -> bool {

@@ -11,7 +11,9 @@ pub mod jwks;
 pub mod problem;
 pub mod ratelimit;
 pub mod server;
+pub mod shared;
 pub mod telemetry;
 pub mod time;
+pub mod upstream;
 
 pub use problem::{ApiJson, ApiPath, ApiQuery, FieldError, Problem};

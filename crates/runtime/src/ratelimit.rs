@@ -1,12 +1,14 @@
 //! Fixed-window counters: the gateway's per-IP/per-user limits and accounts' login throttling.
 //!
-//! Windows start at multiples of their length since the epoch, the same scheme a shared store
-//! (`INCR` + `EXPIRE`) uses, so swapping this in-memory map for one changes no behaviour.
+//! Windows start at multiples of their length since the epoch, the same scheme the shared store
+//! (`INCR` + `EXPIRE` in Redis) uses, so [`Limiter`] behaves the same in memory and shared by
+//! every replica.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::shared::SharedStore;
 use crate::time::now_ms;
 
 /// What a check decided, with the numbers for `RateLimit-*` headers.
@@ -93,6 +95,71 @@ impl WindowLimiter {
     pub fn reset(&self, key: &str) {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+}
+
+/// A limiter whose counts live in memory, or in Redis shared by every replica. When Redis does
+/// not answer, the local count decides: limits degrade to per replica instead of refusing traffic.
+pub struct Limiter {
+    local: WindowLimiter,
+    shared: Option<(SharedStore, &'static str)>,
+}
+
+impl Limiter {
+    pub fn new(limit: u64, window: Duration, shared: Option<&SharedStore>, scope: &'static str) -> Self {
+        Self { local: WindowLimiter::new(limit, window), shared: shared.map(|s| (s.clone(), scope)) }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.local.limit
+    }
+
+    fn decide(&self, used: u64, counting: bool, reset_secs: u64) -> Decision {
+        let limit = self.local.limit;
+        let allowed = if counting { used <= limit } else { used < limit };
+        Decision { allowed, limit, remaining: limit.saturating_sub(used), reset_secs }
+    }
+
+    /// Counts one request for `key` and says whether it is within the limit.
+    pub async fn hit(&self, key: &str) -> Decision {
+        if let Some((store, scope)) = &self.shared {
+            let (index, reset_secs) = self.local.window_at(now_ms());
+            match store.incr_window(scope, key, index, self.local.window_secs()).await {
+                Ok(used) => return self.decide(used, true, reset_secs),
+                Err(e) => shared_unavailable(&e),
+            }
+        }
+        self.local.hit(key)
+    }
+
+    /// Looks without counting: is `key` already over the limit in this window?
+    pub async fn peek(&self, key: &str) -> Decision {
+        if let Some((store, scope)) = &self.shared {
+            let (index, reset_secs) = self.local.window_at(now_ms());
+            match store.get_window(scope, key, index).await {
+                Ok(used) => return self.decide(used, false, reset_secs),
+                Err(e) => shared_unavailable(&e),
+            }
+        }
+        self.local.peek(key)
+    }
+
+    /// Forgets `key` in the current window.
+    pub async fn reset(&self, key: &str) {
+        if let Some((store, scope)) = &self.shared {
+            let (index, _) = self.local.window_at(now_ms());
+            if let Err(e) = store.del_window(scope, key, index).await {
+                shared_unavailable(&e);
+            }
+        }
+        self.local.reset(key);
+    }
+}
+
+fn shared_unavailable(e: &crate::shared::SharedError) {
+    metrics::counter!(crate::telemetry::names::SHARED_STORE_ERRORS_TOTAL).increment(1);
+    // Once per failure burst would be nicer; debug keeps an outage from flooding the log (the
+    // counter and `/ready` report it).
+    tracing::debug!(error = %e, "shared rate-limit store unavailable; counting locally");
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod names {
     pub const DB_QUERY_DURATION_SECONDS: &str = "db_query_duration_seconds";
     pub const RATE_LIMITED_TOTAL: &str = "rate_limited_total";
     pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker_state";
+    /// Failed calls to the Redis shared by the replicas (limits then count per replica).
+    pub const SHARED_STORE_ERRORS_TOTAL: &str = "shared_store_errors_total";
     /// Every name above; a test scrapes a running system and finds each of them.
     pub const ALL: &[&str] = &[
         HTTP_REQUESTS_TOTAL,

@@ -9,6 +9,8 @@ pub mod nats;
 pub use nats::Nats;
 pub mod pg;
 pub mod process;
+pub mod redis;
+pub use redis::{Redis, redis_or_skip};
 
 pub use pg::{PgUnavailable, Postgres, pg_or_skip};
 pub use process::{ServiceProcess, free_port, http_get};

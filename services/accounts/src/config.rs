@@ -43,6 +43,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Set when FLOTILLA_ADMIN_EMAIL and FLOTILLA_ADMIN_PASSWORD are.
     pub admin: Option<AdminBootstrap>,
+    /// Redis shared by the replicas (`FLOTILLA_REDIS_URL`): login throttling counts across all.
+    pub shared: Option<flotilla_runtime::shared::SharedStore>,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ impl Config {
             login_max_failures_per_ip: env.int_in(LOGIN_MAX_FAILURES_PER_IP, 1, 1_000_000)?,
             trusted_proxies,
             admin: admin_from_env(env)?,
+            shared: flotilla_runtime::shared::SharedStore::from_env(env)?,
         })
     }
 }

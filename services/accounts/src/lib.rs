@@ -91,6 +91,7 @@ async fn build(
         let outcome = ensure_admin(&store, &admin.email, &admin.name, &admin.password).await?;
         tracing::info!(email = %admin.email, ?outcome, "bootstrap administrator ensured");
     }
+    let shared = cfg.shared.clone();
     let accounts = Arc::new(Accounts::new(cfg, store, auth).await?);
     spawn_key_reloader(&accounts);
 
@@ -115,6 +116,10 @@ async fn build(
                 }),
             )
         }
+        None => ops,
+    };
+    let ops = match &shared {
+        Some(store) => store.readiness(ops),
         None => ops,
     };
     Ok(service_router(SERVICE, http::router(accounts), ops, rt))

@@ -7,7 +7,7 @@ use flotilla_runtime::FieldError;
 use flotilla_runtime::auth::{AuthContext, Claims, Role};
 use flotilla_runtime::db::{DbError, is_unique_violation};
 use flotilla_runtime::ids::{is_id, new_id};
-use flotilla_runtime::ratelimit::WindowLimiter;
+use flotilla_runtime::ratelimit::Limiter;
 use flotilla_runtime::telemetry::names::RATE_LIMITED_TOTAL;
 use flotilla_runtime::time::{now_ms, now_secs};
 use serde::Serialize;
@@ -53,8 +53,8 @@ pub struct Accounts {
     pub cfg: Config,
     pub auth: AuthContext,
     pub signer: Signer,
-    failures_by_account: WindowLimiter,
-    failures_by_ip: WindowLimiter,
+    failures_by_account: Limiter,
+    failures_by_ip: Limiter,
 }
 
 impl Accounts {
@@ -62,8 +62,13 @@ impl Accounts {
     pub async fn new(cfg: Config, store: Store, auth: AuthContext) -> Result<Self> {
         let signer = Signer::load(&store, auth.keys.clone()).await?;
         Ok(Self {
-            failures_by_account: WindowLimiter::new(cfg.login_max_failures_per_account, LOGIN_WINDOW),
-            failures_by_ip: WindowLimiter::new(cfg.login_max_failures_per_ip, LOGIN_WINDOW),
+            failures_by_account: Limiter::new(
+                cfg.login_max_failures_per_account,
+                LOGIN_WINDOW,
+                cfg.shared.as_ref(),
+                "login_account",
+            ),
+            failures_by_ip: Limiter::new(cfg.login_max_failures_per_ip, LOGIN_WINDOW, cfg.shared.as_ref(), "login_ip"),
             store,
             cfg,
             auth,
@@ -146,8 +151,8 @@ impl Accounts {
     pub async fn login(&self, email: &str, password: &str, client: Option<IpAddr>) -> Result<TokenResponse> {
         let account_key = policy::normalize_email_key(email);
         let ip_key = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        let by_account = self.failures_by_account.peek(&account_key);
-        let by_ip = self.failures_by_ip.peek(&ip_key);
+        let by_account = self.failures_by_account.peek(&account_key).await;
+        let by_ip = self.failures_by_ip.peek(&ip_key).await;
         if !by_account.allowed || !by_ip.allowed {
             let scope = if by_account.allowed { "login_ip" } else { "login_account" };
             metrics::counter!(RATE_LIMITED_TOTAL, "scope" => scope).increment(1);
@@ -160,8 +165,8 @@ impl Accounts {
         let user = match user {
             Some(u) if verified => u,
             _ => {
-                self.failures_by_account.hit(&account_key);
-                self.failures_by_ip.hit(&ip_key);
+                self.failures_by_account.hit(&account_key).await;
+                self.failures_by_ip.hit(&ip_key).await;
                 let event = events::login_failed(user.as_ref(), &account_key, "invalid_credentials", client);
                 self.store.record_event(&event).await?;
                 return Err(Error::InvalidCredentials);
@@ -172,7 +177,7 @@ impl Accounts {
             self.store.record_event(&event).await?;
             return Err(Error::AccountDisabled);
         }
-        self.failures_by_account.reset(&account_key);
+        self.failures_by_account.reset(&account_key).await;
         self.start_session(&user, Some(&events::logged_in(&user, client))).await
     }
 
@@ -255,12 +260,12 @@ impl Accounts {
         let new_hash = match (change.password, change.current_password) {
             (Some(new), Some(current)) => {
                 // Guessing the current password with a stolen access token counts as failed logins.
-                let decision = self.failures_by_account.peek(&user.email);
+                let decision = self.failures_by_account.peek(&user.email).await;
                 if !decision.allowed {
                     return Err(Error::TooManyAttempts { retry_after: decision.reset_secs });
                 }
                 if !password::verify(current, Some(user.password_hash.clone())).await? {
-                    self.failures_by_account.hit(&user.email);
+                    self.failures_by_account.hit(&user.email).await;
                     return Err(Error::WrongCurrentPassword);
                 }
                 Some(password::hash(new).await?)

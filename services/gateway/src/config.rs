@@ -1,9 +1,11 @@
 use std::net::IpAddr;
 
 use flotilla_runtime::config::{
-    ACCOUNTS_URL, AUDIT_URL, BREAKER_OPEN_MS, BREAKER_THRESHOLD, CORS_ORIGINS, ConfigError, Env, RATE_LIMIT_PER_IP,
-    RATE_LIMIT_PER_USER, TASKS_URL, TRUSTED_PROXIES, UPSTREAM_RETRIES, UPSTREAM_TIMEOUT_MS,
+    ACCOUNTS_URL, ASSISTANT_URL, AUDIT_URL, BREAKER_OPEN_MS, BREAKER_THRESHOLD, CORS_ORIGINS, ConfigError, Env, RATE_LIMIT_PER_IP,
+    RATE_LIMIT_PER_USER, TASKS_URL, TRUSTED_PROXIES, UPSTREAM_RETRIES, UPSTREAM_TIMEOUT_MS, WEB_URL,
 };
+
+use flotilla_runtime::shared::SharedStore;
 
 use crate::upstream::{HttpSettings, HttpUpstream, Upstream, Upstreams};
 
@@ -16,6 +18,8 @@ pub struct Config {
     pub rate_limit_per_user: u64,
     pub trusted_proxies: Vec<IpAddr>,
     pub http: HttpSettings,
+    /// Redis shared by the replicas (`FLOTILLA_REDIS_URL`): rate limits count across all of them.
+    pub shared: Option<SharedStore>,
 }
 
 impl Config {
@@ -43,6 +47,7 @@ impl Config {
             rate_limit_per_ip: env.int_in(RATE_LIMIT_PER_IP, 0, 10_000_000)?,
             rate_limit_per_user: env.int_in(RATE_LIMIT_PER_USER, 0, 10_000_000)?,
             trusted_proxies,
+            shared: SharedStore::from_env(env)?,
             http: HttpSettings {
                 timeout: env.millis(UPSTREAM_TIMEOUT_MS, 50, 300_000)?,
                 retries: env.int_in(UPSTREAM_RETRIES, 0, 5)? as u32,
@@ -52,8 +57,9 @@ impl Config {
         })
     }
 
-    /// Distributed mode: the services at `FLOTILLA_ACCOUNTS_URL`, `FLOTILLA_TASKS_URL` and
-    /// `FLOTILLA_AUDIT_URL` (each required).
+    /// Distributed mode: the services at `FLOTILLA_ACCOUNTS_URL`, `FLOTILLA_TASKS_URL`,
+    /// `FLOTILLA_AUDIT_URL` and `FLOTILLA_ASSISTANT_URL` (each required), and the web UI at
+    /// `FLOTILLA_WEB_URL` (optional: without it the gateway serves the API only).
     pub fn http_upstreams(&self, env: &Env) -> Result<Upstreams, ConfigError> {
         let one = |var: &str, name: &'static str| -> Result<Upstream, ConfigError> {
             let url = env.get(var).ok_or_else(|| ConfigError::new(var, "", "required when the gateway runs alone"))?;
@@ -65,6 +71,11 @@ impl Config {
             accounts: one(ACCOUNTS_URL, "accounts")?,
             tasks: one(TASKS_URL, "tasks")?,
             audit: one(AUDIT_URL, "audit")?,
+            assistant: one(ASSISTANT_URL, "assistant")?,
+            web: match env.get(WEB_URL) {
+                Some(_) => Some(one(WEB_URL, "web")?),
+                None => None,
+            },
         })
     }
 }

@@ -9,21 +9,22 @@ use axum::response::{IntoResponse, Response};
 use flotilla_runtime::Problem;
 use flotilla_runtime::auth::Claims;
 use flotilla_runtime::http::{ClientIp, client_ip};
-use flotilla_runtime::ratelimit::{Decision, WindowLimiter};
+use flotilla_runtime::ratelimit::{Decision, Limiter};
+use flotilla_runtime::shared::SharedStore;
 use flotilla_runtime::telemetry::names::RATE_LIMITED_TOTAL;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::Shared;
 
 pub(crate) struct Limits {
-    per_ip: Option<WindowLimiter>,
-    per_user: Option<WindowLimiter>,
+    per_ip: Option<Limiter>,
+    per_user: Option<Limiter>,
 }
 
 impl Limits {
-    pub fn new(per_ip: u64, per_user: u64) -> Self {
-        let make = |n: u64| (n > 0).then(|| WindowLimiter::new(n, Duration::from_secs(60)));
-        Self { per_ip: make(per_ip), per_user: make(per_user) }
+    pub fn new(per_ip: u64, per_user: u64, shared: Option<&SharedStore>) -> Self {
+        let make = |n: u64, scope| (n > 0).then(|| Limiter::new(n, Duration::from_secs(60), shared, scope));
+        Self { per_ip: make(per_ip, "ip"), per_user: make(per_user, "user") }
     }
 }
 
@@ -47,7 +48,7 @@ pub(crate) async fn rate_limit(State(gw): State<Shared>, req: Request, next: Nex
         return next.run(req).await;
     }
     let ip_decision = match (&gw.limits.per_ip, req.extensions().get::<ClientIp>()) {
-        (Some(limiter), Some(ClientIp(ip))) => Some(limiter.hit(&ip.to_string())),
+        (Some(limiter), Some(ClientIp(ip))) => Some(limiter.hit(&ip.to_string()).await),
         _ => None,
     };
     if let Some(d) = ip_decision.filter(|d| !d.allowed) {
@@ -88,7 +89,10 @@ pub(crate) async fn authenticate(State(gw): State<Shared>, mut req: Request, nex
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let user_decision = gw.limits.per_user.as_ref().map(|l| l.hit(&claims.sub));
+    let user_decision = match &gw.limits.per_user {
+        Some(l) => Some(l.hit(&claims.sub).await),
+        None => None,
+    };
     if let Some(d) = user_decision.filter(|d| !d.allowed) {
         return limited(d, "user");
     }

@@ -15,7 +15,7 @@ mod upstream;
 
 pub use config::Config;
 pub use openapi::openapi;
-pub use routes::{ACCOUNTS, AUDIT, Access, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
+pub use routes::{ACCOUNTS, ASSISTANT, AUDIT, Access, MCP_PATH, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
 pub use upstream::{HttpSettings, HttpUpstream, Upstream, Upstreams};
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::RuntimeConfig;
-use flotilla_runtime::http::{GATEWAY_LIVENESS_PATH, Ops, service_router};
+use flotilla_runtime::http::{GATEWAY_LIVENESS_PATH, Ops, service_router, service_router_with_fallback};
 use flotilla_runtime::problem::status_problem;
 
 pub const SERVICE: &str = "gateway";
@@ -58,7 +58,7 @@ pub fn app(
 ) -> Router {
     let gw: Shared = Arc::new(Gateway {
         upstreams,
-        limits: edge::Limits::new(cfg.rate_limit_per_ip, cfg.rate_limit_per_user),
+        limits: edge::Limits::new(cfg.rate_limit_per_ip, cfg.rate_limit_per_user, cfg.shared.as_ref()),
         trusted_proxies: cfg.trusted_proxies.clone(),
         health: health::HealthCache::default(),
         docs: docs::Docs::new(openapi),
@@ -68,6 +68,9 @@ pub fn app(
     let api = ROUTES.iter().fold(Router::new(), |api, route| api.route(route.path, method_router(route, &gw)));
 
     let mut ops = ops.liveness_at(GATEWAY_LIVENESS_PATH).token_keys(&gw.auth.keys);
+    if let Some(shared) = &cfg.shared {
+        ops = shared.readiness(ops);
+    }
     // Services in this process are part of this process's readiness; services elsewhere are not
     // (their outage must not take the whole edge out of rotation).
     for (name, up) in gw.upstreams.all() {
@@ -86,6 +89,8 @@ pub fn app(
         }
     }
 
+    let has_web = gw.upstreams.web.is_some();
+    let api = if has_web { api.fallback(to_web) } else { api };
     let api = api
         .layer(middleware::from_fn_with_state(gw.clone(), edge::rate_limit))
         .layer(middleware::from_fn_with_state(gw.clone(), edge::client_address))
@@ -95,7 +100,12 @@ pub fn app(
         Some(cors) => api.layer(cors),
         None => api,
     };
-    service_router(SERVICE, api, ops, rt).layer(middleware::from_fn(edge::security_headers))
+    let app = if has_web {
+        service_router_with_fallback(SERVICE, api, ops, rt)
+    } else {
+        service_router(SERVICE, api, ops, rt)
+    };
+    app.layer(middleware::from_fn(edge::security_headers))
 }
 
 /// The handlers of one route's methods; on a bearer route they are behind the token check, made
@@ -111,6 +121,7 @@ fn method_router(route: &Route, gw: &Shared) -> MethodRouter<Shared> {
             (ACCOUNTS, _) => router.on(filter, to_accounts),
             (TASKS, _) => router.on(filter, to_tasks),
             (AUDIT, _) => router.on(filter, to_audit),
+            (ASSISTANT, _) => router.on(filter, to_assistant),
             (GATEWAY, HEALTH_PATH) => router.on(filter, health::aggregated),
             (GATEWAY, DOCS_PATH) => router.on(filter, docs::viewer),
             (GATEWAY, OPENAPI_PATH) => router.on(filter, docs::document),
@@ -137,4 +148,16 @@ async fn to_tasks(State(gw): State<Shared>, req: Request) -> Response {
 
 async fn to_audit(State(gw): State<Shared>, req: Request) -> Response {
     gw.upstreams.audit.call(req).await
+}
+
+async fn to_assistant(State(gw): State<Shared>, req: Request) -> Response {
+    gw.upstreams.assistant.call(req).await
+}
+
+/// Every path outside the API: the web UI's pages and assets.
+async fn to_web(State(gw): State<Shared>, req: Request) -> Response {
+    match &gw.upstreams.web {
+        Some(web) => web.call(req).await,
+        None => status_problem(StatusCode::NOT_FOUND, "no such route"),
+    }
 }
