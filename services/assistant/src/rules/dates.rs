@@ -286,8 +286,11 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
                 }
                 _ => None,
             };
+            // Short day names ("sun", "sat") and bare times of day ("morning") are also plain
+            // words: they count only after a word that introduces a date.
+            let led = i > 0 && DATE_LEAD.contains(&words[i - 1].as_str());
             let day = day.or_else(|| {
-                if let Some(wd) = weekday(word) {
+                if let Some(wd) = weekday(word).filter(|_| led || WEEKDAYS.iter().any(|(n, _)| *n == word)) {
                     // "monday" is the next Monday after today (a week ahead when today is Monday).
                     let ahead = i64::from(today.weekday().until(wd));
                     let ahead = if ahead == 0 { 7 } else { ahead };
@@ -324,6 +327,7 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
             let named = match word {
                 "noon" | "midday" => Some((12, 0)),
                 "midnight" => Some(END_OF_DAY),
+                "morning" | "afternoon" | "evening" | "night" if !after_day_word(words, i) => None,
                 "morning" => Some((9, 0)),
                 "afternoon" => Some((15, 0)),
                 "evening" => Some((18, 0)),
@@ -368,6 +372,14 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
     found.used.sort_unstable();
     found.used.dedup();
     (found.date.is_some() || found.time.is_some() || found.exact.is_some()).then_some(found)
+}
+
+/// "tomorrow morning", "in the evening", "friday night", "at night".
+fn after_day_word(words: &[String], i: usize) -> bool {
+    i > 0 && {
+        let prev = words[i - 1].as_str();
+        matches!(prev, "the" | "this" | "at" | "tomorrow" | "today" | "tmrw") || weekday(prev).is_some()
+    }
 }
 
 /// "jan 5", "january 5th", "jan 5 2027", "5 jan", "5th of january" at `i` → (date, tokens).
