@@ -20,6 +20,7 @@ pub mod memory;
 pub mod metrics_names;
 pub mod nats;
 pub mod outbox;
+pub mod retention;
 
 pub use bus::{BoxFuture, Bus, BusError, BusState, Handler, HandlerError};
 pub use consumer::{

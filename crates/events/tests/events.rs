@@ -320,3 +320,56 @@ async fn one_shot_flush_publishes_pending_rows() {
     let bad = flotilla_events::Event::new("/flotilla/tasks", "task.*", None, None, serde_json::Value::Null);
     assert!(flotilla_events::enqueue(&mut tx, &bad).await.is_err());
 }
+
+// ---------------------------------------------------------------- retention
+
+/// Old published outbox rows and old inbox rows go; unpublished rows stay however old, and so do
+/// recent ones.
+async fn pruning_keeps_what_is_still_needed(db: Db) {
+    use flotilla_events::retention::{Pruned, RETENTION, prune_once};
+    let events: Vec<flotilla_events::Event> = (0..3).map(|n| event("task.created", n)).collect();
+    write_events(&db, &events, true).await;
+    let now = flotilla_runtime::time::now_ms();
+    let old = now - RETENTION.as_millis() as i64 - 60_000;
+    // Row 0: published long ago; row 1: published just now; row 2: never published (bus down for
+    // a week) but created long ago.
+    for (id, published, created) in
+        [(&events[0].id, Some(old), old), (&events[1].id, Some(now), old), (&events[2].id, None, old)]
+    {
+        sqlx::query("UPDATE outbox SET published_at = $1, created_at = $2 WHERE id = $3")
+            .bind(published)
+            .bind(created)
+            .bind(id.as_str())
+            .execute(db.write())
+            .await
+            .unwrap();
+    }
+    for (consumer, event_id, at) in [("audit", "e-old", old), ("audit", "e-new", now)] {
+        sqlx::query("INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3)")
+            .bind(consumer)
+            .bind(event_id)
+            .bind(at)
+            .execute(db.write())
+            .await
+            .unwrap();
+    }
+    assert_eq!(prune_once(&db, now).await.unwrap(), Pruned { outbox: 1, inbox: 1 });
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM outbox ORDER BY seq").fetch_all(db.read()).await.unwrap();
+    assert_eq!(left, vec![events[1].id.clone(), events[2].id.clone()]);
+    let inbox: Vec<String> = sqlx::query_scalar("SELECT event_id FROM inbox").fetch_all(db.read()).await.unwrap();
+    assert_eq!(inbox, vec!["e-new".to_owned()]);
+    assert_eq!(prune_once(&db, now).await.unwrap(), Pruned::default(), "a second pass finds nothing");
+}
+
+#[tokio::test]
+async fn pruning_keeps_what_is_still_needed_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    pruning_keeps_what_is_still_needed(sqlite_db(&dir, "prune").await).await;
+}
+
+#[tokio::test]
+async fn pruning_keeps_what_is_still_needed_postgres() {
+    let Some(db) = pg_db("prune").await else { return };
+    pruning_keeps_what_is_still_needed(db).await;
+}
