@@ -12,7 +12,16 @@ use crate::store::{CreateOutcome, IdempotencyKey, Page, Store};
 use crate::validate::is_valid_idempotency_key;
 
 /// Attempts of a write without `If-Match` that keeps losing races before giving up (409).
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: u32 = 16;
+
+/// After a lost race, waits a random 0..=2·attempt ms: writers that collided on a row spread out
+/// instead of colliding again in lock step (at 100 concurrent toggles of a few rows, retrying at
+/// once exhausted the attempts and answered 409).
+async fn back_off(attempt: u32) {
+    use rand::Rng;
+    let micros = rand::thread_rng().gen_range(0..=2_000 * u64::from(attempt));
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
 
 #[derive(Clone)]
 pub struct Tasks {
@@ -80,7 +89,10 @@ impl Tasks {
         if_match: Option<&str>,
         change: impl Fn(&Task, i64) -> Result<Task, Vec<FieldError>>,
     ) -> Result<Task, TaskError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt).await;
+            }
             let current = self.get(user_id, id).await?;
             check_if_match(if_match, &current)?;
             let now = now_ms();
@@ -100,7 +112,10 @@ impl Tasks {
         let Some(if_match) = if_match else {
             return if self.store.delete(user_id, id, None).await? { Ok(()) } else { Err(TaskError::NotFound) };
         };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt).await;
+            }
             let current = self.get(user_id, id).await?;
             check_if_match(Some(if_match), &current)?;
             if self.store.delete(user_id, id, Some(current.version)).await? {
