@@ -223,6 +223,7 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
     let today = clock.today();
     let mut found = Found { date: None, time: None, exact: None, used: Vec::new() };
     let w = |i: usize| words.get(i).map(String::as_str);
+    let mut evening = None;
     let mut i = 0;
     while i < words.len() {
         let word = words[i].as_str();
@@ -300,8 +301,9 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
             });
             if let Some((date, n, time)) = day {
                 found.date = Some(date);
-                if found.time.is_none() {
-                    found.time = time;
+                // "tonight" means 20:00 unless a time is said too ("tonight at 7pm").
+                if time.is_some() {
+                    evening = time;
                 }
                 take(&mut found, i, i + n);
                 // An ISO date-time "2026-01-05t17:00" carries its time.
@@ -368,6 +370,9 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
             }
         }
         i += 1;
+    }
+    if found.time.is_none() && found.exact.is_none() {
+        found.time = evening;
     }
     found.used.sort_unstable();
     found.used.dedup();
@@ -477,6 +482,7 @@ mod tests {
         assert_eq!(due("noon tomorrow", "UTC").as_deref(), Some("2026-03-11T12:00:00Z"));
         assert_eq!(due("friday at 5", "UTC").as_deref(), Some("2026-03-13T17:00:00Z"));
         assert_eq!(due("tonight", "UTC").as_deref(), Some("2026-03-10T20:00:00Z"));
+        assert_eq!(due("tonight at 7pm", "UTC").as_deref(), Some("2026-03-10T19:00:00Z"));
         assert_eq!(due("tomorrow morning", "UTC").as_deref(), Some("2026-03-11T09:00:00Z"));
         assert_eq!(due("in 2 hours", "UTC").as_deref(), Some("2026-03-10T14:00:00Z"));
         assert_eq!(due("2026-07-04t08:15", "UTC").as_deref(), Some("2026-07-04T08:15:00Z"));

@@ -463,8 +463,21 @@ impl Run<'_> {
 
     /// "rename X to Y": the first split whose X names exactly one task; else the first split's
     /// answer (ambiguous or not found).
-    async fn rename(&mut self, options: Vec<(Target, String)>) -> String {
+    async fn rename(&mut self, mut options: Vec<(Target, String)>) -> String {
         let (list, focus) = self.memory();
+        // A split whose left side is a whole title wins ("rename go to gym to go to pool").
+        if options.len() > 1
+            && let Ok(all) = refs::list(self.tools, "all", &mut self.calls).await
+        {
+            let whole = |t: &Target| match t {
+                Target::Text(s) => all.iter().any(|task| refs::normalize(&task.title) == refs::normalize(s)),
+                _ => false,
+            };
+            if let Some(i) = options.iter().position(|(t, _)| whole(t)) {
+                let best = options.remove(i);
+                options.insert(0, best);
+            }
+        }
         let mut first: Option<(Resolution, String)> = None;
         for (target, title) in options {
             let mem = Memory { list: &list, focus: focus.as_ref() };

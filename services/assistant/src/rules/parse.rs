@@ -262,7 +262,8 @@ fn verb(word: &str) -> Option<Verb> {
     }
     let mut best: Option<(usize, Verb)> = None;
     for (w, v) in VERBS {
-        if w.len() < 4 {
+        // Three-letter verbs are too close to other words, except "add" ("addd", "adds").
+        if w.len() < 4 && *w != "add" {
             continue;
         }
         let d = edit_distance(word, w);
@@ -581,10 +582,10 @@ pub fn target(toks: &[&Tok]) -> Option<Target> {
     (!text.is_empty()).then_some(Target::Text(text))
 }
 
+/// "#word" (its length is the API's to check, so a bad tag is reported, not kept in a title).
 fn is_tag(w: &str) -> bool {
     w.len() > 1
         && w.starts_with('#')
-        && w[1..].chars().count() <= 32
         && w[1..].chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
         && !w[1..].chars().all(|c| c.is_ascii_digit())
 }
@@ -679,6 +680,9 @@ fn add(toks: &[&Tok], clock: &Clock, remind: bool) -> Intent {
         }
     }
     let toks = &toks[s..];
+    if toks.iter().all(|t| ["a", "an", "new", "task", "todo", "item", "reminder", "to", "me"].contains(&t.norm.as_str())) {
+        return Intent::NeedMore("What should the task say? For example “add buy milk tomorrow at 5pm”.".into());
+    }
     let raw_all = toks.iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ");
 
     // A quoted title is taken as is; the words around it still set date, priority and tags.
@@ -797,7 +801,10 @@ fn list(toks: &[&Tok], clock: &Clock) -> Intent {
         q.tag = Some(t.trim_start_matches('#').to_owned());
     }
     if ["overdue", "late", "missed"].iter().any(|x| has(x)) || w.windows(2).any(|p| p == ["past", "due"]) {
+        // Overdue against the conversation's clock (the API's `overdue` uses the server's).
         q.overdue = true;
+        q.status = "pending";
+        q.due_before = Some(clock.now.to_string());
     }
     let today = clock.today();
     let mut when = String::new();

@@ -157,7 +157,8 @@ pub fn tasks_of(call: &ToolCall) -> Result<Vec<TaskView>, String> {
         .unwrap_or_default())
 }
 
-fn normalize(s: &str) -> String {
+/// Lowercase words of letters, digits, `'` and `-`, single-spaced.
+pub fn normalize(s: &str) -> String {
     s.to_lowercase()
         .chars()
         .map(|c| if c.is_alphanumeric() || c == '\'' || c == '-' { c } else { ' ' })
