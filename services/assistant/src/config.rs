@@ -101,11 +101,11 @@ impl Config {
 /// An `http(s)://host[:port][/path]` URL, without a trailing slash.
 fn base_url(env: &Env, var: &str) -> Result<String, ConfigError> {
     let raw = env.string(var);
-    let url = reqwest::Url::parse(&raw).map_err(|e| ConfigError::new(var, &raw, e))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+    let uri: axum::http::Uri = raw.parse().map_err(|e| ConfigError::new(var, &raw, e))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
         return Err(ConfigError::new(var, &raw, "expected an http:// or https:// URL"));
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    if uri.query().is_some() || raw.contains('#') {
         return Err(ConfigError::new(var, &raw, "a base URL takes no query or fragment"));
     }
     Ok(raw.trim_end_matches('/').to_owned())

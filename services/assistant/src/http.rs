@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -148,10 +148,12 @@ async fn chat(
     State(assistant): State<Assistant>,
     auth: Auth,
     ApiPath(user_id): ApiPath<String>,
-    headers: HeaderMap,
-    ApiJson(input): ApiJson<ChatInput>,
+    req: Request,
 ) -> Result<Response> {
     auth.require_user(&user_id)?;
+    // Parsed after the user check: another user's path is a 403 whatever the body.
+    let headers = req.headers().clone();
+    let ApiJson(input) = ApiJson::<ChatInput>::from_request(req, &()).await?;
     let begun = assistant.begin(&user_id, input).await?;
     // In embedded mode the gateway verified the token and passes it on unchanged.
     let bearer = bearer_token(&headers).unwrap_or_default().to_owned();

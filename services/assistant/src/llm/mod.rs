@@ -12,6 +12,14 @@ mod openai;
 
 use std::time::{Duration, Instant};
 
+use axum::http::header;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
 use flotilla_runtime::breaker::CircuitBreaker;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -101,7 +109,7 @@ enum Wire {
 pub struct Llm {
     provider: &'static str,
     wire: Wire,
-    http: reqwest::Client,
+    http: HttpClient,
     timeout: Duration,
     max_steps: u32,
     breaker: CircuitBreaker,
@@ -120,16 +128,7 @@ impl Llm {
                 model: model.clone(),
             },
         };
-        // reqwest is built without a default crypto provider; ring is already in the build
-        // (NATS). Installing fails only when another provider was installed first: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(cfg.llm_timeout.min(Duration::from_secs(5)))
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "LLM client with custom settings failed; using defaults");
-                reqwest::Client::new()
-            });
+        let http = client(cfg.llm_timeout.min(Duration::from_secs(5)));
         let provider = cfg.provider.name();
         Some(Self {
             provider,
@@ -239,16 +238,25 @@ impl Llm {
                 (url, openai::request(model, transcript, &self.tools), Some(api_key.as_str()).filter(|k| !k.is_empty()))
             }
         };
-        let mut req = self.http.post(url).json(&body);
+        let mut req = hyper::Request::post(url.as_str()).header(header::CONTENT_TYPE, "application/json");
         if let Some(key) = key {
-            req = req.bearer_auth(key);
+            req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
-        let res = req.send().await.map_err(|e| LlmError::Unavailable(without_url(&e)))?;
+        let req = req
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| LlmError::Unavailable(format!("cannot build the request: {e}")))?;
+        // Errors of the client never include the URL's query or the key.
+        let res = self.http.request(req).await.map_err(|e| LlmError::Unavailable(error_chain(&e)))?;
         let status = res.status();
         if !status.is_success() {
             return Err(LlmError::Status(status.as_u16()));
         }
-        let body: Value = res.json().await.map_err(|e| LlmError::Malformed(without_url(&e)))?;
+        let bytes = Limited::new(res.into_body(), RESPONSE_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| LlmError::Malformed(format!("reading the answer failed: {e}")))?
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| LlmError::Malformed(e.to_string()))?;
         match &self.wire {
             Wire::Ollama { .. } => ollama::response(&body),
             Wire::OpenAi { .. } => openai::response(&body),
@@ -256,11 +264,36 @@ impl Llm {
     }
 }
 
-/// reqwest errors name the URL; an OpenAI-compatible URL may carry credentials in its query.
-fn without_url(e: &reqwest::Error) -> String {
+/// Largest model answer read (a chat completion is a few KiB).
+const RESPONSE_LIMIT: usize = 4 * 1024 * 1024;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled HTTP/1.1 client for `http://` and `https://` endpoints. TLS is rustls with the ring
+/// provider (already in the build for NATS) and the bundled Mozilla roots, set on this client
+/// only: enabling TLS in the workspace's reqwest would change every other reqwest client.
+fn client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .expect("ring supports rustls' default protocol versions")
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https)
+}
+
+/// An error with its causes ("client error (Connect): tcp connect error: Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    if let Some(url) = e.url() {
-        msg = msg.replace(url.as_str(), "<llm>");
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
     }
     msg
 }
