@@ -29,7 +29,6 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod rules;
-mod rules_stub;
 pub mod store;
 pub mod tools;
 pub mod turn;

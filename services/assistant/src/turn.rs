@@ -20,7 +20,7 @@ use crate::events::turn_completed;
 use crate::llm::{Llm, LoopEnd};
 use crate::metrics::count_turn;
 use crate::model::{HistoryMessage, Role, ToolCall};
-use crate::rules_stub as rules;
+use crate::rules;
 use crate::store::{Conversation, Message, NewMessage, Store};
 use crate::tools::UserTools;
 

@@ -68,6 +68,38 @@ async fn chat_commands_change_the_stored_tasks_and_continue_a_conversation() {
     assert_eq!(detail["title"], "add buy milk");
 }
 
+/// A conversation whose turns rely on the state stored with earlier messages ("the second
+/// one"), with the tasks read back from the tasks service after every command.
+#[tokio::test]
+async fn a_conversation_of_commands_changes_exactly_what_it_says() {
+    let ctx = ctx().await;
+    let conv = ctx.chat(None, "add buy milk tomorrow at 5pm, high priority #groceries").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tasks = ctx.alice_tasks().await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!((tasks[0]["title"].as_str(), tasks[0]["priority"].as_str()), (Some("buy milk"), Some("high")));
+    assert_eq!(tasks[0]["tags"], json!(["groceries"]));
+    assert!(tasks[0]["due_at"].is_string());
+
+    ctx.chat(Some(&conv), "add call the plumber").await;
+    assert_eq!(ctx.alice_tasks().await.len(), 2);
+
+    let listed = ctx.chat(Some(&conv), "show my tasks").await;
+    assert_eq!(listed["tool_calls"][0]["result"]["count"], 2);
+    let second_id = listed["tool_calls"][0]["result"]["tasks"][1]["task_id"].as_str().unwrap().to_owned();
+    let done = ctx.chat(Some(&conv), "mark the second one done").await;
+    assert_eq!(done["tool_calls"].as_array().unwrap().last().unwrap()["result"]["task_id"], second_id.as_str());
+    let tasks = ctx.alice_tasks().await;
+    let completed: Vec<&str> =
+        tasks.iter().filter(|t| t["completed"] == true).map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(completed, [second_id.as_str()], "exactly the second task of the list shown");
+
+    let detail = ctx.conversation(&conv).await;
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 8);
+}
+
 #[tokio::test]
 async fn the_event_stream_is_the_same_turn_as_the_json_answer() {
     let ctx = ctx().await;
