@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 
 pub use crate::model::ToolCall;
 
-pub const TOOL_NAMES: [&str; 6] = ["add_task", "list_tasks", "complete_task", "delete_task", "update_task", "search_tasks"];
+pub const TOOL_NAMES: [&str; 6] =
+    ["add_task", "list_tasks", "complete_task", "delete_task", "update_task", "search_tasks"];
 
 /// Largest response body read from the tasks service (a page of 100 tasks with long
 /// descriptions is well below this).
@@ -420,7 +421,10 @@ impl UserTools {
         let task = TaskView::from_api(&body)?;
         if task.completed != completed {
             // The API answered 200 but the stored state is not what was asked: say so.
-            return Err(ToolError::Unexpected(format!("task {id} is still {}", if task.completed { "done" } else { "open" })));
+            return Err(ToolError::Unexpected(format!(
+                "task {id} is still {}",
+                if task.completed { "done" } else { "open" }
+            )));
         }
         Ok(change(&task, if completed { "completed" } else { "reopened" }))
     }
@@ -454,7 +458,9 @@ impl UserTools {
             body.insert("tags".into(), json!(t));
         }
         if body.is_empty() {
-            return Err(invalid("nothing to update: give at least one of title, description, priority, due_at, tags, remind_at"));
+            return Err(invalid(
+                "nothing to update: give at least one of title, description, priority, due_at, tags, remind_at",
+            ));
         }
         let (status, res) = self.request(Method::PATCH, &self.task_path(&id), Some(Value::Object(body))).await?;
         expect(status, StatusCode::OK, &res, &id)?;
@@ -480,7 +486,8 @@ impl UserTools {
             }
             None => Body::empty(),
         };
-        let req = builder.body(body).map_err(|e| ToolError::InvalidArguments(format!("cannot build the request: {e}")))?;
+        let req =
+            builder.body(body).map_err(|e| ToolError::InvalidArguments(format!("cannot build the request: {e}")))?;
         let res = self.tasks.call(req).await;
         let status = res.status();
         let bytes = axum::body::to_bytes(res.into_body(), BODY_LIMIT)
@@ -591,7 +598,9 @@ impl<'a> Args<'a> {
     fn integer(&self, key: &str) -> Result<Option<i64>, ToolError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(&format!("{key} must be a whole number"))),
+            Some(Value::Number(n)) => {
+                n.as_i64().map(Some).ok_or_else(|| invalid(&format!("{key} must be a whole number")))
+            }
             Some(Value::String(s)) => {
                 s.trim().parse().map(Some).map_err(|_| invalid(&format!("{key} must be a whole number")))
             }
@@ -631,9 +640,7 @@ impl<'a> Args<'a> {
                 .map(|t| t.as_str().map(clean).ok_or_else(|| invalid("tags must be strings")))
                 .collect::<Result<Vec<_>, _>>()
                 .map(|v| Some(v.into_iter().filter(|t| !t.is_empty()).collect())),
-            Some(Value::String(s)) => {
-                Ok(Some(s.split([',', ' ']).map(clean).filter(|t| !t.is_empty()).collect()))
-            }
+            Some(Value::String(s)) => Ok(Some(s.split([',', ' ']).map(clean).filter(|t| !t.is_empty()).collect())),
             Some(_) => Err(invalid("tags must be an array of strings")),
         }
     }

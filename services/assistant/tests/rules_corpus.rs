@@ -116,7 +116,10 @@ impl User {
                     title: text("title").unwrap_or_default(),
                     done: t["completed"].as_bool().unwrap_or(false),
                     priority: text("priority").unwrap_or_default(),
-                    tags: t["tags"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+                    tags: t["tags"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
                     due: text("due_at"),
                     remind: text("remind_at"),
                     note: text("description"),
@@ -158,7 +161,9 @@ impl Spec {
             match p {
                 "done" => t.done = true,
                 "high" | "low" | "medium" => t.priority = p.into(),
-                _ if p.starts_with('#') => t.tags = p.split_whitespace().map(|x| x.trim_start_matches('#').to_owned()).collect(),
+                _ if p.starts_with('#') => {
+                    t.tags = p.split_whitespace().map(|x| x.trim_start_matches('#').to_owned()).collect()
+                }
                 _ if p.starts_with("due=") => t.due = Some(p[4..].into()),
                 _ if p.starts_with("remind=") => t.remind = Some(p[7..].into()),
                 _ if p.starts_with("note=") => t.note = Some(p[5..].into()),

@@ -144,8 +144,20 @@ fn weekday(w: &str) -> Option<Weekday> {
     })
 }
 
-const MONTHS: [&str; 12] =
-    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
 
 fn month(w: &str) -> Option<i8> {
     let w = w.trim_end_matches('.');
@@ -215,6 +227,9 @@ fn clock_time(w: &str, next: Option<&str>) -> Option<(i8, i8, usize)> {
     }
 }
 
+/// A day found at a token: the date, how many tokens said it, and a time it implies ("tonight").
+type DayMatch = (Date, usize, Option<(i8, i8)>);
+
 /// Words that introduce a date and go with it ("due friday", "on friday", "by jan 5").
 const DATE_LEAD: &[&str] = &["on", "by", "due", "for", "until", "till", "before", "this", "next", "coming"];
 
@@ -240,7 +255,7 @@ pub fn find(words: &[String], clock: &Clock) -> Option<Found> {
         };
         // Day expressions.
         if found.date.is_none() && found.exact.is_none() {
-            let day: Option<(Date, usize, Option<(i8, i8)>)> = match word {
+            let day: Option<DayMatch> = match word {
                 "today" => Some((today, 1, None)),
                 "tonight" => Some((today, 1, Some((20, 0)))),
                 "tomorrow" | "tmrw" | "tmr" | "tomorow" | "tommorow" | "tommorrow" => {
@@ -388,7 +403,7 @@ fn after_day_word(words: &[String], i: usize) -> bool {
 }
 
 /// "jan 5", "january 5th", "jan 5 2027", "5 jan", "5th of january" at `i` → (date, tokens).
-fn month_day(words: &[String], i: usize, today: Date) -> Option<(Date, usize, Option<(i8, i8)>)> {
+fn month_day(words: &[String], i: usize, today: Date) -> Option<DayMatch> {
     let w = |k: usize| words.get(k).map(String::as_str);
     let (m, d, mut n) = if let (Some(m), Some(d)) = (month(&words[i]), w(i + 1).and_then(day_of_month)) {
         (m, d, 2)

@@ -47,13 +47,23 @@ pub enum Pending {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Undo {
-    Added { tasks: Vec<Item> },
+    Added {
+        tasks: Vec<Item>,
+    },
     /// `was` is each task's completion before the change.
-    Completed { tasks: Vec<Item>, was: Vec<bool> },
+    Completed {
+        tasks: Vec<Item>,
+        was: Vec<bool>,
+    },
     /// The deleted tasks as they were (`TaskView` JSON), to create them again.
-    Deleted { tasks: Vec<Value> },
+    Deleted {
+        tasks: Vec<Value>,
+    },
     /// `update_task` arguments that put the fields back.
-    Updated { task: Item, before: Value },
+    Updated {
+        task: Item,
+        before: Value,
+    },
 }
 
 /// The engine's memory, stored as JSON with each assistant message.
@@ -538,7 +548,9 @@ impl Run<'_> {
                 for v in tasks {
                     let Some(t) = TaskView::from_json(&v) else { continue };
                     let mut args = json!({"title": t.title, "priority": t.priority, "tags": t.tags});
-                    for (k, val) in [("description", &t.description), ("due_at", &t.due_at), ("remind_at", &t.remind_at)] {
+                    for (k, val) in
+                        [("description", &t.description), ("due_at", &t.due_at), ("remind_at", &t.remind_at)]
+                    {
                         if let Some(x) = val {
                             args[k] = json!(x);
                         }
@@ -549,7 +561,8 @@ impl Run<'_> {
                         lines.push(format!("Undone: restored {}.", q(&new.title)));
                         if t.completed {
                             // Restore the completion too (creating always makes an open task).
-                            let c = self.call("complete_task", json!({"task_id": new.task_id, "completed": true})).await;
+                            let c =
+                                self.call("complete_task", json!({"task_id": new.task_id, "completed": true})).await;
                             if !c.succeeded() {
                                 lines.push(format!("…but I couldn't mark it done again: {}.", error_of(&c)));
                             }

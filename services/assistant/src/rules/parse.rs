@@ -132,7 +132,10 @@ pub enum Intent {
     Add(NewTask),
     List(ListQuery),
     Search(String),
-    Act { op: Op, target: Target },
+    Act {
+        op: Op,
+        target: Target,
+    },
     /// "rename X to Y": each way of splitting at "to" (the first whose X resolves wins).
     Rename(Vec<(Target, String)>),
     /// A command was recognised but a piece is missing: the question to ask.
@@ -149,8 +152,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -251,7 +254,9 @@ const SHORT_TYPOS: &[(&str, Verb)] =
     &[("ad", Verb::Add), ("ls", Verb::List), ("lst", Verb::List), ("del", Verb::Delete), ("rm", Verb::Delete)];
 
 /// Words one edit away from a verb that are words in their own right.
-const NOT_TYPOS: &[&str] = &["fine", "mask", "dome", "gone", "none", "node", "note", "move", "more", "last", "lost", "mine", "tax", "bag", "sea"];
+const NOT_TYPOS: &[&str] = &[
+    "fine", "mask", "dome", "gone", "none", "node", "note", "move", "more", "last", "lost", "mine", "tax", "bag", "sea",
+];
 
 fn verb(word: &str) -> Option<Verb> {
     if let Some((_, v)) = VERBS.iter().chain(SHORT_TYPOS).find(|(w, _)| *w == word) {
@@ -274,13 +279,21 @@ fn verb(word: &str) -> Option<Verb> {
     best.map(|(_, v)| v)
 }
 
-const YES: &[&str] = &["yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "affirmative", "correct"];
-const YES_TAIL: &[&str] = &["please", "do", "it", "go", "ahead", "delete", "them", "all", "sure", "thanks", "yes", "of", "course", "that's", "right"];
+const YES: &[&str] =
+    &["yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "affirmative", "correct"];
+const YES_TAIL: &[&str] = &[
+    "please", "do", "it", "go", "ahead", "delete", "them", "all", "sure", "thanks", "yes", "of", "course", "that's",
+    "right",
+];
 const NO: &[&str] = &["no", "n", "nope", "nah", "cancel", "stop", "abort", "don't", "dont"];
-const NO_TAIL: &[&str] = &["thanks", "thank", "you", "please", "don't", "dont", "do", "it", "keep", "them", "that", "never", "mind", "way", "not"];
+const NO_TAIL: &[&str] = &[
+    "thanks", "thank", "you", "please", "don't", "dont", "do", "it", "keep", "them", "that", "never", "mind", "way",
+    "not",
+];
 const GREETINGS: &[&str] = &["hi", "hello", "hey", "hiya", "howdy", "yo", "greetings", "hallo", "helo", "hej"];
 const THANKS: &[&str] = &["thanks", "thank", "thx", "ty", "cheers", "great", "awesome", "perfect", "cool", "nice"];
-const POLITE_LEAD: &[&str] = &["please", "pls", "plz", "kindly", "ok", "okay", "so", "now", "then", "and", "also", "oh"];
+const POLITE_LEAD: &[&str] =
+    &["please", "pls", "plz", "kindly", "ok", "okay", "so", "now", "then", "and", "also", "oh"];
 
 fn all_in(words: &[&str], set: &[&str]) -> bool {
     words.iter().all(|w| set.contains(w))
@@ -311,17 +324,49 @@ pub fn parse(message: &str, clock: &Clock) -> Intent {
     if phrase == "take that back" {
         return Intent::Undo;
     }
-    if matches!(phrase.as_str(), "what can you do" | "what can i say" | "how does this work" | "commands" | "how do i use this")
-        || (words.len() <= 3 && verb(words[0]) == Some(Verb::Help))
+    if matches!(
+        phrase.as_str(),
+        "what can you do" | "what can i say" | "how does this work" | "commands" | "how do i use this"
+    ) || (words.len() <= 3 && verb(words[0]) == Some(Verb::Help))
         || message.trim() == "?"
     {
         return Intent::Help;
     }
-    let small_talk = |w: &[&str]| w.iter().all(|x| ["there", "again", "bot", "assistant", "you", "all", "flotilla", "friend", "so", "much", "a", "lot", "how", "are", "doing", "morning", "afternoon", "evening", "day", "thanks", "again"].contains(x));
+    let small_talk = |w: &[&str]| {
+        w.iter().all(|x| {
+            [
+                "there",
+                "again",
+                "bot",
+                "assistant",
+                "you",
+                "all",
+                "flotilla",
+                "friend",
+                "so",
+                "much",
+                "a",
+                "lot",
+                "how",
+                "are",
+                "doing",
+                "morning",
+                "afternoon",
+                "evening",
+                "day",
+                "thanks",
+                "again",
+            ]
+            .contains(x)
+        })
+    };
     if words.len() <= 5 && GREETINGS.contains(&words[0]) && small_talk(&words[1..]) {
         return Intent::Greeting;
     }
-    if words.len() <= 3 && words[0] == "good" && words.get(1).is_some_and(|w| ["morning", "afternoon", "evening", "day"].contains(w)) {
+    if words.len() <= 3
+        && words[0] == "good"
+        && words.get(1).is_some_and(|w| ["morning", "afternoon", "evening", "day"].contains(w))
+    {
         return Intent::Greeting;
     }
     if words.len() <= 5 && THANKS.contains(&words[0]) && small_talk(&words[1..]) {
@@ -337,9 +382,9 @@ pub fn parse(message: &str, clock: &Clock) -> Intent {
             s += 1;
         } else if matches!(w(s), Some("can" | "could" | "would" | "will")) && matches!(w(s + 1), Some("you" | "u")) {
             s += 2;
-        } else if w(s) == Some("i") && matches!((w(s + 1), w(s + 2)), (Some("want" | "wanna"), Some("to"))) {
-            s += 3;
-        } else if matches!(w(s), Some("i'd")) && w(s + 1) == Some("like") && w(s + 2) == Some("to") {
+        } else if (w(s) == Some("i") && matches!((w(s + 1), w(s + 2)), (Some("want" | "wanna"), Some("to"))))
+            || (w(s) == Some("i'd") && w(s + 1) == Some("like") && w(s + 2) == Some("to"))
+        {
             s += 3;
         } else {
             break;
@@ -371,7 +416,8 @@ fn parse_command(toks: &[&Tok], clock: &Clock) -> Intent {
     // "I finished the report", "I need to call mom".
     if matches!(first, "i" | "i've" | "ive" | "i'm" | "im") {
         let mut k = 1;
-        while w(k).is_some_and(|x| ["have", "am", "just", "already", "finally", "also", "totally", "all"].contains(&x)) {
+        while w(k).is_some_and(|x| ["have", "am", "just", "already", "finally", "also", "totally", "all"].contains(&x))
+        {
             k += 1;
         }
         match w(k) {
@@ -443,7 +489,9 @@ fn parse_command(toks: &[&Tok], clock: &Clock) -> Intent {
         Some(Verb::List) => list(toks, clock),
         Some(Verb::Search) => {
             let mut t = 1;
-            while w(t).is_some_and(|x| ["for", "up", "tasks", "task", "about", "containing", "with", "mentioning", "me"].contains(&x)) {
+            while w(t).is_some_and(|x| {
+                ["for", "up", "tasks", "task", "about", "containing", "with", "mentioning", "me"].contains(&x)
+            }) {
                 t += 1;
             }
             let q = raw_text(&toks[t..]);
@@ -527,7 +575,8 @@ fn act(op: Op, toks: &[&Tok], question: &str) -> Intent {
     }
 }
 
-const ORDINALS: &[&str] = &["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"];
+const ORDINALS: &[&str] =
+    &["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"];
 
 fn position(w: &str) -> Option<usize> {
     if let Some(i) = ORDINALS.iter().position(|o| *o == w) {
@@ -546,7 +595,10 @@ pub fn target(toks: &[&Tok]) -> Option<Target> {
     let mut s = 0;
     let mut e = toks.len();
     let lead = ["the", "my", "task", "item", "number", "no", "num", "nr", "entry", "on", "to"];
-    let trail = ["one", "ones", "task", "tasks", "item", "items", "please", "on", "in", "from", "list", "the", "as", "to", "of", "for", "is", "was", "entry", "my"];
+    let trail = [
+        "one", "ones", "task", "tasks", "item", "items", "please", "on", "in", "from", "list", "the", "as", "to", "of",
+        "for", "is", "was", "entry", "my",
+    ];
     while s < e && lead.contains(&toks[s].norm.as_str()) {
         s += 1;
     }
@@ -568,7 +620,8 @@ pub fn target(toks: &[&Tok]) -> Option<Target> {
     if words == ["top"] {
         return Some(Target::Positions(vec![1]));
     }
-    let nums: Vec<&str> = words.iter().copied().filter(|w| !matches!(*w, "and" | "&" | "," | "the" | "number" | "#")).collect();
+    let nums: Vec<&str> =
+        words.iter().copied().filter(|w| !matches!(*w, "and" | "&" | "," | "the" | "number" | "#")).collect();
     if !nums.is_empty() && nums.iter().all(|w| position(w).is_some()) {
         let mut p: Vec<usize> = nums.iter().filter_map(|w| position(w)).collect();
         p.dedup();
@@ -627,10 +680,10 @@ fn priority(words: &[&str]) -> Option<(String, Vec<usize>)> {
         }
     }
     // "urgent"/"important" as the last word, or "!" markers.
-    if let Some(i) = words.iter().rposition(|w| matches!(*w, "urgent" | "important" | "asap" | "!!" | "!!!")) {
-        if i + 1 == words.len() || words[i + 1..].iter().all(|w| is_tag(w)) {
-            return Some(("high".into(), vec![i]));
-        }
+    if let Some(i) = words.iter().rposition(|w| matches!(*w, "urgent" | "important" | "asap" | "!!" | "!!!"))
+        && (i + 1 == words.len() || words[i + 1..].iter().all(|w| is_tag(w)))
+    {
+        return Some(("high".into(), vec![i]));
     }
     None
 }
@@ -667,7 +720,10 @@ fn add(toks: &[&Tok], clock: &Clock, remind: bool) -> Intent {
     let mut after_noun = false;
     while s < toks.len() {
         let w = toks[s].norm.as_str();
-        if ["a", "an", "new"].contains(&w) && s + 1 < toks.len() && ["task", "todo", "item", "reminder", "new"].contains(&toks[s + 1].norm.as_str()) {
+        if ["a", "an", "new"].contains(&w)
+            && s + 1 < toks.len()
+            && ["task", "todo", "item", "reminder", "new"].contains(&toks[s + 1].norm.as_str())
+        {
             s += 1;
         } else if ["task", "todo", "item", "reminder"].contains(&w) && s + 1 < toks.len() {
             s += 1;
@@ -680,7 +736,10 @@ fn add(toks: &[&Tok], clock: &Clock, remind: bool) -> Intent {
         }
     }
     let toks = &toks[s..];
-    if toks.iter().all(|t| ["a", "an", "new", "task", "todo", "item", "reminder", "to", "me"].contains(&t.norm.as_str())) {
+    if toks
+        .iter()
+        .all(|t| ["a", "an", "new", "task", "todo", "item", "reminder", "to", "me"].contains(&t.norm.as_str()))
+    {
         return Intent::NeedMore("What should the task say? For example “add buy milk tomorrow at 5pm”.".into());
     }
     let raw_all = toks.iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ");
@@ -716,7 +775,8 @@ fn add(toks: &[&Tok], clock: &Clock, remind: bool) -> Intent {
             used[i] = true;
         }
     }
-    let date_words: Vec<String> = words.iter().enumerate().map(|(i, w)| if used[i] { String::new() } else { w.clone() }).collect();
+    let date_words: Vec<String> =
+        words.iter().enumerate().map(|(i, w)| if used[i] { String::new() } else { w.clone() }).collect();
     let found = dates::find(&date_words, clock);
     if let Some(f) = &found {
         for &i in &f.used {
@@ -760,8 +820,9 @@ fn list(toks: &[&Tok], clock: &Clock) -> Intent {
     let words: Vec<String> = toks.iter().map(|t| t.norm.clone()).collect();
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let has = |x: &str| w.contains(&x);
-    let negated_done = w.windows(2).any(|p| p[0] == "not" && ["done", "completed", "finished", "complete"].contains(&p[1]))
-        || ["undone", "incomplete", "uncompleted", "unfinished"].iter().any(|x| has(x));
+    let negated_done =
+        w.windows(2).any(|p| p[0] == "not" && ["done", "completed", "finished", "complete"].contains(&p[1]))
+            || ["undone", "incomplete", "uncompleted", "unfinished"].iter().any(|x| has(x));
     let mut q = ListQuery {
         status: "pending",
         priority: None,
@@ -774,8 +835,14 @@ fn list(toks: &[&Tok], clock: &Clock) -> Intent {
         label: String::new(),
     };
     let done_word = ["completed", "done", "finished", "complete", "did", "ticked"].iter().any(|x| has(x));
-    let question_done = w.first().is_some_and(|f| ["what", "what's", "whats", "which"].contains(f)) && (has("done") || has("did") || has("finished")) && !has("left") && !has("due");
-    if done_word && !negated_done && (question_done || !["what", "what's", "whats", "which"].contains(&w[0]) || has("completed")) {
+    let question_done = w.first().is_some_and(|f| ["what", "what's", "whats", "which"].contains(f))
+        && (has("done") || has("did") || has("finished"))
+        && !has("left")
+        && !has("due");
+    if done_word
+        && !negated_done
+        && (question_done || !["what", "what's", "whats", "which"].contains(&w[0]) || has("completed"))
+    {
         q.status = "completed";
     } else if (has("all") || has("everything") || has("every")) && !has("left") && !negated_done {
         q.status = "all";
@@ -813,7 +880,8 @@ fn list(toks: &[&Tok], clock: &Clock) -> Intent {
         let next_monday = dates::add_days(today, to_monday);
         if has("next") {
             q.due_after = next_monday.and_then(|d| clock.start_of(d)).map(|t| t.to_string());
-            q.due_before = next_monday.and_then(|d| dates::add_days(d, 7)).and_then(|d| clock.start_of(d)).map(|t| t.to_string());
+            q.due_before =
+                next_monday.and_then(|d| dates::add_days(d, 7)).and_then(|d| clock.start_of(d)).map(|t| t.to_string());
             when = "due next week".into();
         } else {
             q.due_before = next_monday.and_then(|d| clock.start_of(d)).map(|t| t.to_string());
@@ -889,8 +957,11 @@ fn delete(toks: &[&Tok], clock: &Clock) -> Intent {
         return act(Op::Update { change }, &toks[t..], "Which task's due date should I clear?");
     }
     let _ = clock;
-    let core: Vec<&str> =
-        words.iter().copied().filter(|w| !["all", "the", "my", "tasks", "task", "ones", "items", "of", "every", "them"].contains(w)).collect();
+    let core: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !["all", "the", "my", "tasks", "task", "ones", "items", "of", "every", "them"].contains(w))
+        .collect();
     if !core.is_empty() && core.iter().all(|w| ["completed", "done", "finished", "complete", "checked"].contains(w)) {
         return Intent::Act { op: Op::Delete, target: Target::Completed };
     }
@@ -918,8 +989,10 @@ fn rename(toks: &[&Tok]) -> Intent {
     }
 }
 
-const CONNECTORS: &[&str] =
-    &["to", "for", "until", "till", "on", "by", "back", "forward", "out", "the", "of", "as", "a", "due", "date", "deadline", "is", "at", "be", "from"];
+const CONNECTORS: &[&str] = &[
+    "to", "for", "until", "till", "on", "by", "back", "forward", "out", "the", "of", "as", "a", "due", "date",
+    "deadline", "is", "at", "be", "from",
+];
 
 /// The tokens not in `used`, without connector words at either end.
 fn remaining<'a>(toks: &[&'a Tok], used: &[usize]) -> Vec<&'a Tok> {
@@ -998,7 +1071,9 @@ fn mark(toks: &[&Tok], clock: &Clock) -> Intent {
             return act(op, &toks[..n - tail.len()], "Which task?");
         }
     }
-    if priority(&words).is_some() || dates::find(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>(), clock).is_some() {
+    if priority(&words).is_some()
+        || dates::find(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>(), clock).is_some()
+    {
         return update(toks, clock);
     }
     // "mark X" alone means done.
@@ -1162,16 +1237,31 @@ mod tests {
         assert_eq!(act("clear completed"), (Op::Delete, Target::Completed));
         let (op, t) = act("move the dentist to next monday");
         assert_eq!(t, text("dentist"));
-        assert_eq!(op, Op::Update { change: Change { due: DueChange::Set("2026-03-16T23:59:00Z".into()), ..Change::default() } });
+        assert_eq!(
+            op,
+            Op::Update { change: Change { due: DueChange::Set("2026-03-16T23:59:00Z".into()), ..Change::default() } }
+        );
         let (op, t) = act("set the priority of buy milk to high");
         assert_eq!(t, text("buy milk"));
         assert_eq!(op, Op::Update { change: Change { priority: Some("high".into()), ..Change::default() } });
         let (op, t) = act("make the report low priority");
-        assert_eq!((op, t), (Op::Update { change: Change { priority: Some("low".into()), ..Change::default() } }, text("report")));
+        assert_eq!(
+            (op, t),
+            (Op::Update { change: Change { priority: Some("low".into()), ..Change::default() } }, text("report"))
+        );
         let (op, t) = act("remove the due date from taxes");
-        assert_eq!((op, t), (Op::Update { change: Change { due: DueChange::Clear, ..Change::default() } }, text("taxes")));
+        assert_eq!(
+            (op, t),
+            (Op::Update { change: Change { due: DueChange::Clear, ..Change::default() } }, text("taxes"))
+        );
         let (op, t) = act("tag buy milk with #groceries");
-        assert_eq!((op, t), (Op::Update { change: Change { add_tags: vec!["groceries".into()], ..Change::default() } }, text("buy milk")));
+        assert_eq!(
+            (op, t),
+            (
+                Op::Update { change: Change { add_tags: vec!["groceries".into()], ..Change::default() } },
+                text("buy milk")
+            )
+        );
     }
 
     #[test]

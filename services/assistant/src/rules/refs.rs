@@ -185,7 +185,9 @@ pub fn best_matches(fragment: &str, tasks: &[TaskView]) -> Vec<TaskView> {
         &|title: &str| {
             !words.is_empty()
                 && words.iter().all(|w| {
-                    title.split(' ').any(|tw| tw.starts_with(w) || (w.chars().count() >= 4 && edit_distance(w, tw) <= 1))
+                    title
+                        .split(' ')
+                        .any(|tw| tw.starts_with(w) || (w.chars().count() >= 4 && edit_distance(w, tw) <= 1))
                 })
         },
     ];
