@@ -83,11 +83,7 @@ fn render(helm: &Path, args: &[String]) -> Vec<Value> {
         .args(args)
         .output()
         .expect("run helm template");
-    assert!(
-        out.status.success(),
-        "helm template {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "helm template {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     parse_documents(&String::from_utf8(out.stdout).expect("helm prints UTF-8"))
 }
 
@@ -135,9 +131,7 @@ fn name(v: &Value) -> &str {
 }
 
 fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_mapping()
-        .map(|m| m.iter().map(|(k, v)| (s(k).to_owned(), scalar(v))).collect())
-        .unwrap_or_default()
+    v.as_mapping().map(|m| m.iter().map(|(k, v)| (s(k).to_owned(), scalar(v))).collect()).unwrap_or_default()
 }
 
 fn scalar(v: &Value) -> String {
@@ -381,8 +375,13 @@ fn check_static(m: &Manifests, file: &str) {
         // Secrets only through secretKeyRef: no literal value of a secret variable.
         for e in seq(&c["env"]) {
             let n = s(&e["name"]);
-            if ["FLOTILLA_DATABASE_URL", "FLOTILLA_ADMIN_PASSWORD", "FLOTILLA_OPENAI_API_KEY", "FLOTILLA_WEB_SESSION_KEY"]
-                .contains(&n)
+            if [
+                "FLOTILLA_DATABASE_URL",
+                "FLOTILLA_ADMIN_PASSWORD",
+                "FLOTILLA_OPENAI_API_KEY",
+                "FLOTILLA_WEB_SESSION_KEY",
+            ]
+            .contains(&n)
             {
                 assert!(
                     !e["valueFrom"]["secretKeyRef"].is_null(),
@@ -421,7 +420,12 @@ fn check_static(m: &Manifests, file: &str) {
             let target = if p["targetPort"].is_null() { p["port"].clone() } else { p["targetPort"].clone() };
             let resolved = resolve_port(c, &target);
             assert_eq!(resolved, Some(listen.port()), "{file}: Service {} targetPort {target:?}", name(services[0]));
-            assert_eq!(p["port"].as_u64(), Some(u64::from(listen.port())), "{file}: Service {} port", name(services[0]));
+            assert_eq!(
+                p["port"].as_u64(),
+                Some(u64::from(listen.port())),
+                "{file}: Service {} port",
+                name(services[0])
+            );
         }
     }
     // The gateway's liveness is /livez (its /health aggregates the services), everyone else /health.
@@ -447,7 +451,9 @@ fn every_value_file_renders_with_known_variables_and_consistent_ports() {
         check_static(&m, file);
         let deployments: BTreeSet<String> = m
             .of_kind("Deployment")
-            .filter(|d| seq(&d["spec"]["template"]["spec"]["containers"]).iter().any(|c| is_flotilla_image(s(&c["image"]))))
+            .filter(|d| {
+                seq(&d["spec"]["template"]["spec"]["containers"]).iter().any(|c| is_flotilla_image(s(&c["image"])))
+            })
             .map(|d| s(&d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]).to_owned())
             .collect();
         let expected: BTreeSet<String> =
@@ -457,8 +463,13 @@ fn every_value_file_renders_with_known_variables_and_consistent_ports() {
         for cm in m.of_kind("ConfigMap") {
             for (k, _) in m.all_data("ConfigMap", name(cm)).unwrap_or_default() {
                 assert!(
-                    !["FLOTILLA_DATABASE_URL", "FLOTILLA_ADMIN_PASSWORD", "FLOTILLA_OPENAI_API_KEY", "FLOTILLA_WEB_SESSION_KEY"]
-                        .contains(&k.as_str()),
+                    ![
+                        "FLOTILLA_DATABASE_URL",
+                        "FLOTILLA_ADMIN_PASSWORD",
+                        "FLOTILLA_OPENAI_API_KEY",
+                        "FLOTILLA_WEB_SESSION_KEY"
+                    ]
+                    .contains(&k.as_str()),
                     "{file}: ConfigMap {} holds the secret {k}",
                     name(cm)
                 );
@@ -500,8 +511,11 @@ fn dockerfile_entrypoint_is_the_binary_the_chart_expects() {
     let text = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).expect("Dockerfile");
     let entry: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("ENTRYPOINT")).collect();
     assert_eq!(entry, vec![r#"ENTRYPOINT ["/usr/local/bin/flotilla"]"#], "the chart passes only args (the subcommand)");
-    assert!(!text.lines().any(|l| l.trim_start().starts_with("HEALTHCHECK")), "no HEALTHCHECK: Kubernetes probes do that");
-    let last_user = text.lines().filter(|l| l.trim_start().starts_with("USER ")).last().expect("a USER line");
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("HEALTHCHECK")),
+        "no HEALTHCHECK: Kubernetes probes do that"
+    );
+    let last_user = text.lines().rev().find(|l| l.trim_start().starts_with("USER ")).expect("a USER line");
     assert!(last_user.contains("65532"), "the runtime stage runs as the non-root uid the chart sets: {last_user}");
 }
 
@@ -537,8 +551,7 @@ fn policy_peer_matches(peer_rule: &Value, peer: &Peer) -> bool {
     } else {
         selector_matches(&peer_rule["namespaceSelector"], &peer.namespace_labels)
     };
-    let pod_ok =
-        peer_rule["podSelector"].is_null() || selector_matches(&peer_rule["podSelector"], &peer.labels);
+    let pod_ok = peer_rule["podSelector"].is_null() || selector_matches(&peer_rule["podSelector"], &peer.labels);
     ns_ok && pod_ok
 }
 
@@ -602,7 +615,13 @@ fn network_edges(m: &Manifests) -> BTreeSet<(String, String)> {
         in_chart: false,
         external,
     };
-    peers.push(actor("ingress-controller", "ingress-nginx", &[("app.kubernetes.io/name", "ingress-nginx")], &[], false));
+    peers.push(actor(
+        "ingress-controller",
+        "ingress-nginx",
+        &[("app.kubernetes.io/name", "ingress-nginx")],
+        &[],
+        false,
+    ));
     peers.push(actor("prometheus", "monitoring", &[("app.kubernetes.io/name", "prometheus")], &[], false));
     peers.push(actor("dns", "kube-system", &[("k8s-app", "kube-dns")], &[53], false));
     // Something else in the cluster, and the outside world per port: the edges to them must be
@@ -738,8 +757,7 @@ fn promql_metrics(expr: &str) -> BTreeSet<String> {
     // Drop grouping clauses: by (…), without (…), on (…), ignoring (…), group_left (…), group_right (…).
     let mut text = cleaned;
     for kw in ["by", "without", "on", "ignoring", "group_left", "group_right"] {
-        loop {
-            let Some(pos) = find_keyword_clause(&text, kw) else { break };
+        while let Some(pos) = find_keyword_clause(&text, kw) {
             let open = text[pos..].find('(').map(|i| pos + i).expect("clause has (");
             let close = text[open..].find(')').map(|i| open + i).expect("clause has )");
             text.replace_range(pos..=close, " ");
@@ -817,7 +835,8 @@ fn monitored_metrics() -> BTreeMap<String, String> {
         }
     }
     let dash_path = Path::new(ROOT).join("deploy/monitoring/grafana/flotilla.json");
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dash_path).expect("dashboard")).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dash_path).expect("dashboard")).unwrap();
     for p in dash["panels"].as_array().expect("panels") {
         for t in p["targets"].as_array().into_iter().flatten() {
             for m in promql_metrics(t["expr"].as_str().unwrap_or("")) {
@@ -877,7 +896,8 @@ fn exposed_names(text: &str) -> BTreeSet<String> {
 fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -1040,11 +1060,7 @@ fn rendered_chart_runs_against_real_dependencies() {
             let (status, body) = http_get(p.addr(), &path, Duration::from_secs(5)).expect("probe GET");
             assert_eq!(status, 200, "{n}: {probe} GET {path} answered {status}: {body}");
         }
-        assert!(
-            !p.logs().contains("unknown FLOTILLA_"),
-            "{n}: the binary reported unknown variables:\n{}",
-            p.logs()
-        );
+        assert!(!p.logs().contains("unknown FLOTILLA_"), "{n}: the binary reported unknown variables:\n{}", p.logs());
     }
 
     // 3. The `helm test` pod's request: the gateway's aggregated /health, through the Service name.
@@ -1052,7 +1068,8 @@ fn rendered_chart_runs_against_real_dependencies() {
     let url = seq(&test_pod["spec"]["containers"][0]["command"]).iter().map(scalar).find(|a| a.starts_with("http://"));
     let url = rewrite(&url.expect("the test pod calls a URL"), &hosts);
     let (hostport, path) = url.trim_start_matches("http://").split_once('/').expect("URL with a path");
-    let gateway: SocketAddr = hostport.parse().unwrap_or_else(|_| panic!("the test pod's URL {url} is not a chart Service"));
+    let gateway: SocketAddr =
+        hostport.parse().unwrap_or_else(|_| panic!("the test pod's URL {url} is not a chart Service"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = http_get(gateway, &format!("/{path}"), Duration::from_secs(5)).expect("GET /health");
@@ -1116,7 +1133,8 @@ fn rendered_chart_runs_against_real_dependencies() {
     }
     let mut missing = Vec::new();
     for (metric, used_in) in monitored_metrics() {
-        if EXTERNAL_METRICS.contains(&metric.as_str()) || EXTERNAL_METRIC_PREFIXES.iter().any(|p| metric.starts_with(p)) {
+        if EXTERNAL_METRICS.contains(&metric.as_str()) || EXTERNAL_METRIC_PREFIXES.iter().any(|p| metric.starts_with(p))
+        {
             continue;
         }
         if !exposed.contains(&metric) {
