@@ -35,7 +35,9 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Rules => f.write_str("Rules"),
-            Provider::Ollama { url, model } => f.debug_struct("Ollama").field("url", url).field("model", model).finish(),
+            Provider::Ollama { url, model } => {
+                f.debug_struct("Ollama").field("url", url).field("model", model).finish()
+            }
             Provider::OpenAi { base_url, api_key, model } => f
                 .debug_struct("OpenAi")
                 .field("base_url", base_url)

@@ -57,7 +57,12 @@ pub struct ConversationJson {
 
 impl From<&Conversation> for ConversationJson {
     fn from(c: &Conversation) -> Self {
-        Self { id: c.id.clone(), title: c.title.clone(), created_at: format_ms(c.created_at), updated_at: format_ms(c.updated_at) }
+        Self {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            created_at: format_ms(c.created_at),
+            updated_at: format_ms(c.updated_at),
+        }
     }
 }
 

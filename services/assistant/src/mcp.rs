@@ -55,10 +55,8 @@ impl TaskTools {
             .extensions
             .get::<Parts>()
             .ok_or_else(|| ErrorData::internal_error("the HTTP request is not available", None))?;
-        let claims = parts
-            .extensions
-            .get::<Claims>()
-            .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))?;
+        let claims =
+            parts.extensions.get::<Claims>().ok_or_else(|| ErrorData::invalid_request("not authenticated", None))?;
         let token = bearer_token(&parts.headers).unwrap_or_default().to_owned();
         Ok((claims.sub.clone(), token))
     }

@@ -61,7 +61,9 @@ mod tests {
         let s = &doc["components"]["schemas"];
         assert_eq!(s["ChatRequest"]["properties"]["message"]["maxLength"], MESSAGE_MAX);
         assert_eq!(s["ChatRequest"]["required"], serde_json::json!(["message"]));
-        for name in ["ChatResponse", "ToolCall", "Conversation", "ConversationList", "ConversationDetail", "ChatMessage"] {
+        for name in
+            ["ChatResponse", "ToolCall", "Conversation", "ConversationList", "ConversationDetail", "ChatMessage"]
+        {
             assert!(s.get(name).is_some(), "{name} schema");
         }
     }

@@ -168,11 +168,12 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                let seq: i64 =
-                    sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM messages WHERE conversation_id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let seq: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM messages WHERE conversation_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
                 let stored = insert_message(&mut tx, id, seq, msg, now).await?;
                 if let Some(event) = event {
                     enqueue(&mut tx, event).await?;

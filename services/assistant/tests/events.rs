@@ -46,7 +46,13 @@ async fn turns_are_published_and_user_deletion_removes_conversations_once() {
     let bus = Arc::new(MemoryBus::new());
     let seen = Recorder::default();
     bus.subscribe("recorder", audit_db.clone(), Arc::new(seen.clone()), RetryPolicy::default());
-    bus.subscribe_filtered(events::CONSUMER, events::SUBSCRIPTIONS, db.clone(), events::handler(), events::retry_policy());
+    bus.subscribe_filtered(
+        events::CONSUMER,
+        events::SUBSCRIPTIONS,
+        db.clone(),
+        events::handler(),
+        events::retry_policy(),
+    );
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     let relay = Relay::spawn(SERVICE, db.clone(), dyn_bus.clone());
     let tasks = flotilla_tasks::app(&rt, tasks_db, auth.clone());
@@ -93,14 +99,18 @@ async fn turns_are_published_and_user_deletion_removes_conversations_once() {
     assert_eq!(turn.userid.as_deref(), Some(alice.as_str()));
     assert_eq!(turn.data["provider"], "rules");
     assert_eq!(turn.data["tool_calls"][0]["name"], "add_task");
-    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE role = 'assistant'")
-        .fetch_all(db.read())
-        .await
-        .unwrap();
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE role = 'assistant'").fetch_all(db.read()).await.unwrap();
     assert_eq!(turn.data["message_id"], stored[0], "the event names the stored message");
 
     // user.deleted, delivered twice: the second delivery is a duplicate and changes nothing.
-    let deleted = Event::new(sources::ACCOUNTS, types::USER_DELETED, Some(alice.clone()), Some(alice.clone()), json!({"id": alice}));
+    let deleted = Event::new(
+        sources::ACCOUNTS,
+        types::USER_DELETED,
+        Some(alice.clone()),
+        Some(alice.clone()),
+        json!({"id": alice}),
+    );
     let consumer = bus.consumers().into_iter().find(|c| c.name() == events::CONSUMER).unwrap();
     assert_eq!(consumer.process(&deleted).await.unwrap(), Outcome::Processed);
     assert_eq!(consumer.process(&deleted).await.unwrap(), Outcome::Duplicate);

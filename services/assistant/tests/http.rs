@@ -141,7 +141,8 @@ async fn conversations_are_listed_newest_first_in_pages_and_deleted() {
         ids.push(ctx.chat(None, &format!("add chore {i}")).await["conversation_id"].as_str().unwrap().to_owned());
     }
     let list = |query: String| {
-        let (http, url, token) = (ctx.http.clone(), ctx.url(&format!("/api/{}/conversations{query}", ctx.alice)), ctx.alice_token.clone());
+        let (http, url, token) =
+            (ctx.http.clone(), ctx.url(&format!("/api/{}/conversations{query}", ctx.alice)), ctx.alice_token.clone());
         async move {
             let res = http.get(url).bearer_auth(token).send().await.unwrap();
             assert_eq!(res.status(), StatusCode::OK);
@@ -149,7 +150,8 @@ async fn conversations_are_listed_newest_first_in_pages_and_deleted() {
         }
     };
     let first = list("?limit=2".into()).await;
-    let page: Vec<&str> = first["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let page: Vec<&str> =
+        first["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(page, [ids[4].as_str(), ids[3].as_str()]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = list(format!("?limit=2&cursor={cursor}")).await;
@@ -174,9 +176,25 @@ async fn other_users_paths_and_conversations_are_out_of_reach() {
     let before = state(&ctx).await;
     // Bob's token on Alice's paths: 403.
     for res in [
-        ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.bob_token).json(&json!({"message": "add x"})).send().await.unwrap(),
-        ctx.http.get(ctx.url(&format!("/api/{}/conversations", ctx.alice))).bearer_auth(&ctx.bob_token).send().await.unwrap(),
-        ctx.http.delete(ctx.url(&format!("/api/{}/conversations/{conv}", ctx.alice))).bearer_auth(&ctx.bob_token).send().await.unwrap(),
+        ctx.http
+            .post(ctx.chat_url(&ctx.alice))
+            .bearer_auth(&ctx.bob_token)
+            .json(&json!({"message": "add x"}))
+            .send()
+            .await
+            .unwrap(),
+        ctx.http
+            .get(ctx.url(&format!("/api/{}/conversations", ctx.alice)))
+            .bearer_auth(&ctx.bob_token)
+            .send()
+            .await
+            .unwrap(),
+        ctx.http
+            .delete(ctx.url(&format!("/api/{}/conversations/{conv}", ctx.alice)))
+            .bearer_auth(&ctx.bob_token)
+            .send()
+            .await
+            .unwrap(),
     ] {
         problem(res, 403).await;
     }
@@ -222,34 +240,61 @@ async fn bad_input_is_422_and_changes_nothing() {
         (json!({"message": 42}), "#/"),
     ];
     for (body, pointer) in cases {
-        let res = ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token).json(&body).send().await.unwrap();
+        let res =
+            ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token).json(&body).send().await.unwrap();
         let p = problem(res, 422).await;
-        let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        let pointers: Vec<&str> =
+            p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
         assert!(pointers.iter().any(|ptr| ptr.starts_with(pointer)), "{body} → {p}");
     }
     // Exactly 4000 characters is fine (counted in characters, not bytes).
     let long = "é".repeat(3990);
-    let ok = ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token)
-        .json(&json!({"message": format!("add {long}")})).send().await.unwrap();
+    let ok = ctx
+        .http
+        .post(ctx.chat_url(&ctx.alice))
+        .bearer_auth(&ctx.alice_token)
+        .json(&json!({"message": format!("add {long}")}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
     let after_ok = state(&ctx).await;
     assert_eq!(after_ok.0, before.0 + 1);
 
     // Unknown or malformed conversation ids: 404, nothing stored.
     for id in [new_id(), "not-an-id".to_owned()] {
-        let res = ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token)
-            .json(&json!({"conversation_id": id, "message": "add three"})).send().await.unwrap();
+        let res = ctx
+            .http
+            .post(ctx.chat_url(&ctx.alice))
+            .bearer_auth(&ctx.alice_token)
+            .json(&json!({"conversation_id": id, "message": "add three"}))
+            .send()
+            .await
+            .unwrap();
         problem(res, 404).await;
     }
     // Not JSON, wrong media type.
-    let res = ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token)
-        .header("content-type", "application/json").body("{").send().await.unwrap();
+    let res = ctx
+        .http
+        .post(ctx.chat_url(&ctx.alice))
+        .bearer_auth(&ctx.alice_token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     problem(res, 400).await;
     let res = ctx.http.post(ctx.chat_url(&ctx.alice)).bearer_auth(&ctx.alice_token).body("add x").send().await.unwrap();
     problem(res, 415).await;
     // Listing parameters.
     for q in ["limit=0", "limit=101", "cursor=garbage", "page=2"] {
-        let res = ctx.http.get(ctx.url(&format!("/api/{}/conversations?{q}", ctx.alice))).bearer_auth(&ctx.alice_token).send().await.unwrap();
+        let res = ctx
+            .http
+            .get(ctx.url(&format!("/api/{}/conversations?{q}", ctx.alice)))
+            .bearer_auth(&ctx.alice_token)
+            .send()
+            .await
+            .unwrap();
         problem(res, 422).await;
     }
     assert_eq!(state(&ctx).await, after_ok, "nothing changed");

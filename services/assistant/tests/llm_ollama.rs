@@ -49,7 +49,10 @@ async fn tool_calls_run_and_their_results_go_back_as_tool_messages() {
     let last = got[2].body["messages"].as_array().unwrap();
     let roles: Vec<&str> = last.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["system", "user", "assistant", "tool", "tool", "assistant", "tool"]);
-    assert!(last[2]["tool_calls"][0]["function"]["arguments"].is_object(), "arguments are objects in Ollama's protocol");
+    assert!(
+        last[2]["tool_calls"][0]["function"]["arguments"].is_object(),
+        "arguments are objects in Ollama's protocol"
+    );
     let result: Value = serde_json::from_str(last[3]["content"].as_str().unwrap()).unwrap();
     assert_eq!(result["status"], "created");
     assert_eq!(result["title"], "Buy bread");

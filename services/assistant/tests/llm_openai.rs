@@ -58,9 +58,16 @@ async fn the_loop_runs_tools_for_the_token_user_and_sends_their_results_back() {
         assert_eq!(r.path, "/v1/chat/completions");
         assert_eq!(r.authorization.as_deref(), Some("Bearer sk-test-key"));
         assert_eq!(r.body["model"], "gpt-test");
-        let names: Vec<&str> = r.body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            r.body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["add_task", "list_tasks", "complete_task", "delete_task", "update_task", "search_tasks"]);
-        assert!(r.body["tools"].as_array().unwrap().iter().all(|t| t["type"] == "function" && t["function"]["parameters"]["type"] == "object"));
+        assert!(
+            r.body["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["type"] == "function" && t["function"]["parameters"]["type"] == "object")
+        );
     }
     let first = got[0].body["messages"].as_array().unwrap();
     assert_eq!((first[0]["role"].as_str(), first.len()), (Some("system"), 2));
@@ -131,13 +138,13 @@ async fn a_500_falls_back_to_the_rules_engine_and_keeps_the_message() {
 async fn a_malformed_tool_call_runs_nothing_and_falls_back() {
     let fake = FakeLlm::start().await;
     let ctx = start(config(&fake)).await;
-    for bad in [
-        openai_calls(&[("c1", "drop_all_tasks", "{}")]),
-        openai_calls(&[("c1", "add_task", "{\"title\": oops")]),
-    ] {
+    for bad in
+        [openai_calls(&[("c1", "drop_all_tasks", "{}")]), openai_calls(&[("c1", "add_task", "{\"title\": oops")])]
+    {
         fake.push(Scripted::Json(bad));
         let body = ctx.chat(None, "show my tasks").await;
-        let names: Vec<&str> = body["tool_calls"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            body["tool_calls"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert!(names.iter().all(|n| *n != "drop_all_tasks" && *n != "add_task"), "{body}");
     }
     assert!(ctx.alice_tasks().await.is_empty(), "the malformed calls changed nothing");
@@ -156,7 +163,9 @@ async fn a_slow_answer_times_out_and_falls_back() {
     assert!(started.elapsed() < Duration::from_secs(2), "did not wait for the slow model");
     assert_ne!(body["response"], "too late");
     assert_eq!(ctx.alice_tasks().await.len(), 1);
-    assert!(ctx.metrics().await.contains("llm_request_duration_seconds_bucket{provider=\"openai\",outcome=\"timeout\""));
+    assert!(
+        ctx.metrics().await.contains("llm_request_duration_seconds_bucket{provider=\"openai\",outcome=\"timeout\"")
+    );
 }
 
 #[tokio::test]

@@ -87,11 +87,8 @@ async fn no_or_bad_token_is_401_before_mcp() {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     for token in [None, Some("abc.def.ghi")] {
-        let mut req = ctx
-            .http
-            .post(ctx.url("/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .json(&init);
+        let mut req =
+            ctx.http.post(ctx.url("/mcp")).header("accept", "application/json, text/event-stream").json(&init);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -99,6 +96,7 @@ async fn no_or_bad_token_is_401_before_mcp() {
         assert_eq!(res.status().as_u16(), 401);
         assert!(res.headers().contains_key("www-authenticate"));
     }
-    let transport = StreamableHttpClientTransport::from_config(StreamableHttpClientTransportConfig::with_uri(ctx.url("/mcp")));
+    let transport =
+        StreamableHttpClientTransport::from_config(StreamableHttpClientTransportConfig::with_uri(ctx.url("/mcp")));
     assert!(().serve(transport).await.is_err(), "the rmcp client cannot connect without a token");
 }

@@ -64,7 +64,13 @@ const ALICE: &str = "0190a0b0-0000-7000-8000-00000000000a";
 const BOB: &str = "0190a0b0-0000-7000-8000-00000000000b";
 
 fn assistant_msg(text: &str, calls: Vec<ToolCall>) -> NewMessage {
-    NewMessage { id: new_id(), role: Role::Assistant, content: text.into(), tool_calls: calls, state: Some(json!({"k": 1})) }
+    NewMessage {
+        id: new_id(),
+        role: Role::Assistant,
+        content: text.into(),
+        tool_calls: calls,
+        state: Some(json!({"k": 1})),
+    }
 }
 
 async fn outbox_types(store: &Store) -> Vec<String> {
@@ -72,10 +78,16 @@ async fn outbox_types(store: &Store) -> Vec<String> {
 }
 
 async fn conversations_and_messages_round_trip(store: Store) {
-    let (conv, first) = store.create_conversation(ALICE, "Buy milk", &NewMessage::user("add buy milk"), 1000).await.unwrap();
+    let (conv, first) =
+        store.create_conversation(ALICE, "Buy milk", &NewMessage::user("add buy milk"), 1000).await.unwrap();
     assert_eq!((first.seq, first.role, first.content.as_str()), (1, Role::User, "add buy milk"));
-    let call = ToolCall { name: "add_task".into(), arguments: json!({"title": "buy milk"}), result: json!({"task_id": "t", "status": "created", "title": "buy milk"}) };
-    let reply = store.append(ALICE, &conv.id, &assistant_msg("Added", vec![call.clone()]), None, 2000).await.unwrap().unwrap();
+    let call = ToolCall {
+        name: "add_task".into(),
+        arguments: json!({"title": "buy milk"}),
+        result: json!({"task_id": "t", "status": "created", "title": "buy milk"}),
+    };
+    let reply =
+        store.append(ALICE, &conv.id, &assistant_msg("Added", vec![call.clone()]), None, 2000).await.unwrap().unwrap();
     assert_eq!(reply.seq, 2);
     let got = store.conversation(ALICE, &conv.id).await.unwrap().unwrap();
     assert_eq!((got.title.as_str(), got.created_at, got.updated_at), ("Buy milk", 1000, 2000));
@@ -185,7 +197,13 @@ async fn user_deleted_removes_every_conversation_once(store: Store) {
         store.append(ALICE, &c.id, &assistant_msg("y", vec![]), None, i + 1).await.unwrap().unwrap();
     }
     let (bob_conv, _) = store.create_conversation(BOB, "b", &NewMessage::user("x"), 1).await.unwrap();
-    let event = Event::new(sources::ACCOUNTS, types::USER_DELETED, Some(ALICE.into()), Some(ALICE.into()), json!({"id": ALICE}));
+    let event = Event::new(
+        sources::ACCOUNTS,
+        types::USER_DELETED,
+        Some(ALICE.into()),
+        Some(ALICE.into()),
+        json!({"id": ALICE}),
+    );
     let handler = AssistantHandler;
     for _ in 0..2 {
         // Run twice: the second delivery finds nothing left and still succeeds.

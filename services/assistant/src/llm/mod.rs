@@ -190,7 +190,11 @@ impl Llm {
                 if let Some(sink) = sink {
                     let _ = sink.send(ran.clone()).await;
                 }
-                results.push(Msg::Tool { call_id: call.id.clone(), name: call.name.clone(), content: ran.result.to_string() });
+                results.push(Msg::Tool {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: ran.result.to_string(),
+                });
                 done.push(ran);
             }
             transcript.push(Msg::Assistant { content: reply.content, calls: reply.calls });
@@ -324,7 +328,11 @@ fn replay(history: &[HistoryMessage]) -> Vec<Msg> {
                         .tool_calls
                         .iter()
                         .enumerate()
-                        .map(|(j, c)| Requested { id: format!("h{i}_{j}"), name: c.name.clone(), arguments: c.arguments.clone() })
+                        .map(|(j, c)| Requested {
+                            id: format!("h{i}_{j}"),
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        })
                         .collect();
                     let results = calls.iter().zip(&m.tool_calls).map(|(r, c)| Msg::Tool {
                         call_id: r.id.clone(),

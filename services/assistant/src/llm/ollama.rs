@@ -33,13 +33,15 @@ pub fn request(model: &str, transcript: &[Msg], tools: &[ToolDefinition]) -> Val
 }
 
 pub fn response(body: &Value) -> Result<ModelReply, LlmError> {
-    let message = body.get("message").filter(|m| m.is_object()).ok_or_else(|| LlmError::Malformed("no message".into()))?;
+    let message =
+        body.get("message").filter(|m| m.is_object()).ok_or_else(|| LlmError::Malformed("no message".into()))?;
     let content = message.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
     let mut calls = Vec::new();
     if let Some(list) = message.get("tool_calls").filter(|v| !v.is_null()) {
         let list = list.as_array().ok_or_else(|| LlmError::Malformed("tool_calls is not a list".into()))?;
         for call in list {
-            let function = call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
+            let function =
+                call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
             let name = function
                 .get("name")
                 .and_then(Value::as_str)

@@ -42,7 +42,8 @@ pub fn response(body: &Value) -> Result<ModelReply, LlmError> {
     if let Some(list) = message.get("tool_calls").filter(|v| !v.is_null()) {
         let list = list.as_array().ok_or_else(|| LlmError::Malformed("tool_calls is not a list".into()))?;
         for call in list {
-            let function = call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
+            let function =
+                call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
             let name = function
                 .get("name")
                 .and_then(Value::as_str)

@@ -110,7 +110,8 @@ impl Ctx {
         if let Some(c) = conversation {
             body["conversation_id"] = json!(c);
         }
-        let res = self.http.post(self.chat_url(&self.alice)).bearer_auth(&self.alice_token).json(&body).send().await.unwrap();
+        let res =
+            self.http.post(self.chat_url(&self.alice)).bearer_auth(&self.alice_token).json(&body).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "chat {message:?}");
         res.json().await.unwrap()
     }
@@ -157,9 +158,7 @@ impl Ctx {
 
 /// The value of one series in a Prometheus text scrape (0 when absent).
 pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
-        .unwrap_or(0.0)
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok())).unwrap_or(0.0)
 }
 
 /// Checks a problem+json response with this status and returns its body.
