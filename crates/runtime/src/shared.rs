@@ -95,7 +95,13 @@ impl SharedStore {
     }
 
     /// Counts one hit of `key` in window `index` (of `window_secs`); returns the count so far.
-    pub(crate) async fn incr_window(&self, scope: &str, key: &str, index: i64, window_secs: u64) -> Result<u64, SharedError> {
+    pub(crate) async fn incr_window(
+        &self,
+        scope: &str,
+        key: &str,
+        index: i64,
+        window_secs: u64,
+    ) -> Result<u64, SharedError> {
         let name = format!("{RATE_PREFIX}{scope}:{index}:{key}");
         let mut conn = self.conn.clone();
         let (count,): (u64,) = redis::pipe()

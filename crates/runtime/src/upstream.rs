@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::Problem;
+use crate::breaker::CircuitBreaker;
+use crate::http::ClientIp;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use crate::Problem;
-use crate::breaker::CircuitBreaker;
-use crate::http::ClientIp;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -47,9 +47,7 @@ impl Upstream {
         let start = Instant::now();
         let ready = match self {
             Upstream::InProcess(_) => {
-                let req = Request::get(crate::http::READY_PATH)
-                    .body(Body::empty())
-                    .expect("static request is valid");
+                let req = Request::get(crate::http::READY_PATH).body(Body::empty()).expect("static request is valid");
                 matches!(tokio::time::timeout(limit, self.call(req)).await, Ok(res) if res.status() == StatusCode::OK)
             }
             Upstream::Http(up) => up.probe(limit).await,

@@ -85,10 +85,14 @@ fn pong(port: u16) -> bool {
 
 fn locate() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH");
-    let on_path = path.as_deref().and_then(|p| std::env::split_paths(p).map(|d| d.join("redis-server")).find(|c| executable(c)));
-    on_path.or_else(|| DIRS.iter().map(|d| Path::new(d).join("redis-server")).find(|p| executable(p))).ok_or_else(|| {
-        "redis-server not found on PATH or in /usr/bin; install it (Debian: `apt-get install redis-server`)".to_owned()
-    })
+    let on_path =
+        path.as_deref().and_then(|p| std::env::split_paths(p).map(|d| d.join("redis-server")).find(|c| executable(c)));
+    on_path.or_else(|| DIRS.iter().map(|d| Path::new(d).join("redis-server")).find(|p| executable(p))).ok_or_else(
+        || {
+            "redis-server not found on PATH or in /usr/bin; install it (Debian: `apt-get install redis-server`)"
+                .to_owned()
+        },
+    )
 }
 
 fn executable(path: &Path) -> bool {

@@ -15,7 +15,9 @@ mod upstream;
 
 pub use config::Config;
 pub use openapi::openapi;
-pub use routes::{ACCOUNTS, ASSISTANT, AUDIT, Access, MCP_PATH, DOCS_PATH, GATEWAY, HEALTH_PATH, OPENAPI_PATH, ROUTES, Route, TASKS};
+pub use routes::{
+    ACCOUNTS, ASSISTANT, AUDIT, Access, DOCS_PATH, GATEWAY, HEALTH_PATH, MCP_PATH, OPENAPI_PATH, ROUTES, Route, TASKS,
+};
 pub use upstream::{HttpSettings, HttpUpstream, Upstream, Upstreams};
 
 use std::sync::Arc;
