@@ -49,11 +49,16 @@ enum Command {
     Tasks,
     /// Run the audit service alone (needs FLOTILLA_NATS_URL for events, FLOTILLA_ACCOUNTS_URL for token keys)
     Audit,
-    /// Run the gateway alone, in front of FLOTILLA_ACCOUNTS_URL, FLOTILLA_TASKS_URL and FLOTILLA_AUDIT_URL
+    /// Run the assistant alone (needs FLOTILLA_TASKS_URL for its tools, FLOTILLA_NATS_URL, FLOTILLA_ACCOUNTS_URL)
+    Assistant,
+    /// Run the web UI alone, in front of the gateway at FLOTILLA_GATEWAY_URL
+    Web,
+    /// Run the gateway alone, in front of FLOTILLA_ACCOUNTS_URL, FLOTILLA_TASKS_URL, FLOTILLA_AUDIT_URL,
+    /// FLOTILLA_ASSISTANT_URL (and FLOTILLA_WEB_URL for the UI)
     Gateway,
     /// Apply database migrations (all embedded databases, or one service's FLOTILLA_DATABASE_URL)
     Migrate {
-        /// accounts, tasks, audit, or all (embedded data dir only)
+        /// accounts, tasks, audit, assistant, or all (embedded data dir only)
         #[arg(long, default_value = "all")]
         service: String,
     },
@@ -154,6 +159,8 @@ pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
         Command::Accounts => services::accounts(&env, rt).await,
         Command::Tasks => services::tasks(&env, rt).await,
         Command::Audit => services::audit(&env, rt).await,
+        Command::Assistant => services::assistant(&env, rt).await,
+        Command::Web => services::web(&env, rt).await,
         Command::Gateway => services::gateway(&env, rt).await,
         Command::Migrate { service } => migrate(&env, &rt, &service).await,
         Command::Admin { command } => admin(&env, &rt, command).await,
@@ -206,14 +213,17 @@ pub async fn open_db(
 }
 
 async fn migrate(env: &Env, rt: &RuntimeConfig, service: &str) -> Result<(), Failure> {
-    let all: [(&'static str, Migrations); 3] = [
+    let all: [(&'static str, Migrations); 4] = [
         (flotilla_accounts::SERVICE, flotilla_accounts::MIGRATIONS),
         (flotilla_tasks::SERVICE, flotilla_tasks::MIGRATIONS),
         (flotilla_audit::SERVICE, flotilla_audit::MIGRATIONS),
+        (flotilla_assistant::SERVICE, flotilla_assistant::MIGRATIONS),
     ];
     let chosen: Vec<_> = all.iter().filter(|(name, _)| service == "all" || service == *name).collect();
     if chosen.is_empty() {
-        return Err(Failure::Other(format!("unknown service {service:?}: expected accounts, tasks, audit or all")));
+        return Err(Failure::Other(format!(
+            "unknown service {service:?}: expected accounts, tasks, audit, assistant or all"
+        )));
     }
     if chosen.len() > 1 && env.get(config::DATABASE_URL).is_some() {
         return Err(Failure::Other("FLOTILLA_DATABASE_URL names one service's database: add --service".into()));

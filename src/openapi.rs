@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the whole public API, assembled from the parts each crate
 //! generates from its handlers: the gateway's (`/health`, `/docs`, the `Problem` schema, the
-//! `bearer` scheme), accounts', tasks' and audit's. The gateway serves it at `/docs/openapi.json` and
+//! `bearer` scheme), accounts', tasks', audit's and the assistant's. The gateway serves it at `/docs/openapi.json` and
 //! renders it at `/docs`.
 
 use utoipa::openapi::tag::TagBuilder;
@@ -23,6 +23,10 @@ refresh); the user in a `/api/{user_id}/…` path must be the signed-in user. An
 const TAGS: &[(&str, &str)] = &[
     ("auth", "Accounts: sign-up, sign-in, token refresh and the caller's profile."),
     ("tasks", "The signed-in user's tasks: filters, search, paging, optimistic concurrency."),
+    (
+        "assistant",
+        "Chat turns that act on the signed-in user's tasks through tools, the conversations, and the MCP server at `/mcp` that exposes the same tools to agents.",
+    ),
     ("audit", "The activity feed of the signed-in user and, for administrators, the audit log of every event."),
     ("admin", "User management and the event consumers' dead letters, for administrators."),
     ("gateway", "The edge itself: health of the services behind it, and this documentation."),
@@ -30,10 +34,12 @@ const TAGS: &[(&str, &str)] = &[
 
 /// The whole document.
 pub fn document() -> OpenApi {
-    let [mut doc, accounts, tasks, audit] = parts();
+    let [mut doc, accounts, tasks, audit, assistant] = parts();
     doc.merge(accounts);
     doc.merge(tasks);
     doc.merge(audit);
+    doc.merge(assistant);
+    add_mcp(&mut doc);
     doc.openapi = OpenApiVersion::Version31;
     doc.info = InfoBuilder::new()
         .title("Flotilla API")
@@ -46,9 +52,49 @@ pub fn document() -> OpenApi {
     doc
 }
 
+const MCP_DESCRIPTION: &str = "The Model Context Protocol server (Streamable HTTP transport, JSON-RPC 2.0 \
+messages), for agents such as desktop AI assistants. It exposes the assistant's tools (`add_task`, \
+`list_tasks`, `complete_task`, `delete_task`, `update_task`, `search_tasks`), acting for the user of \
+the bearer token. Stateless: any replica answers any request. See the README for connecting a client.";
+
+/// `/mcp` speaks JSON-RPC, not REST: documented by hand, one operation per method.
+fn add_mcp(doc: &mut OpenApi) {
+    use utoipa::openapi::ResponseBuilder;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::security::SecurityRequirement;
+    let ops = [
+        (HttpMethod::Post, "mcp_post", "Send an MCP message", "The JSON-RPC answer, as JSON or as an event stream."),
+        (
+            HttpMethod::Get,
+            "mcp_get",
+            "Open an MCP event stream",
+            "A stream of server messages, or 405 in stateless mode.",
+        ),
+        (HttpMethod::Delete, "mcp_delete", "End an MCP session", "The session ended (or there was none)."),
+    ];
+    for (method, id, summary, ok) in ops {
+        let op = OperationBuilder::new()
+            .tag("assistant")
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .description(Some(MCP_DESCRIPTION))
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .response("200", ResponseBuilder::new().description(ok))
+            .response("401", ResponseBuilder::new().description("Missing, invalid, expired or revoked access token."))
+            .build();
+        doc.paths.add_path_operation(flotilla_gateway::MCP_PATH, vec![method], op);
+    }
+}
+
 /// The parts, gateway first.
-fn parts() -> [OpenApi; 4] {
-    [flotilla_gateway::openapi(), flotilla_accounts::openapi(), flotilla_tasks::openapi(), flotilla_audit::openapi()]
+fn parts() -> [OpenApi; 5] {
+    [
+        flotilla_gateway::openapi(),
+        flotilla_accounts::openapi(),
+        flotilla_tasks::openapi(),
+        flotilla_audit::openapi(),
+        flotilla_assistant::openapi(),
+    ]
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! One service per process (`flotilla accounts|tasks|audit|gateway`), each with its own database,
-//! configured only through `FLOTILLA_*` variables.
+//! One service per process (`flotilla accounts|tasks|audit|assistant|web|gateway`), each with its
+//! own database (web and gateway have none), configured only through `FLOTILLA_*` variables.
 //!
 //! Accounts and tasks publish their events through their outbox relay to NATS JetStream
 //! (`FLOTILLA_NATS_URL`, required: without it their events would never leave the outbox); tasks
 //! also subscribes its consumer (durable `tasks`) and runs the reminder scheduler. Audit only
-//! consumes (durable `audit`, every subject) and runs its retention job.
+//! consumes (durable `audit`, every subject) and runs its retention job. The assistant publishes
+//! `chat.turn_completed` and consumes `user.deleted` (durable `assistant`); its tools call tasks
+//! at `FLOTILLA_TASKS_URL`. The web UI calls the gateway at `FLOTILLA_GATEWAY_URL`.
 
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ use flotilla_runtime::config::{self, ConfigError, Env, RuntimeConfig};
 use flotilla_runtime::http::Ops;
 use flotilla_runtime::jwks::JwksClient;
 use flotilla_runtime::server;
+use flotilla_runtime::shared::SharedStore;
+use flotilla_runtime::upstream::{HttpUpstream, Upstream};
 
 use crate::cli::{Failure, fail, nats_url, open_db, reminder_interval, service_db_url};
 
@@ -30,11 +34,14 @@ pub async fn accounts(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_accounts::SERVICE);
     let db = open_db(flotilla_accounts::SERVICE, &url, flotilla_accounts::MIGRATIONS, &rt).await?;
+    let pruning = flotilla_events::retention::spawn_pruning(flotilla_accounts::SERVICE, db.clone());
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_accounts::SERVICE, db.clone(), dyn_bus.clone());
     let events = flotilla_accounts::EventWiring { notifier: relay.notifier(), bus: dyn_bus };
-    let app = flotilla_accounts::app_with_events(cfg, &rt, db.clone(), AuthContext::from_env(env), events)
+    let auth = AuthContext::from_env(env);
+    share_revocations(env, &auth)?;
+    let app = flotilla_accounts::app_with_events(cfg, &rt, db.clone(), auth, events)
         .await
         .map_err(|e| fail("accounts", e))?;
     tracing::info!(listen = %rt.listen, "accounts ready");
@@ -42,7 +49,16 @@ pub async fn accounts(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     relay.shutdown().await;
     bus.shutdown().await;
     served.map_err(|e| fail("server", e))?;
+    pruning.abort();
     db.close().await;
+    Ok(())
+}
+
+/// With `FLOTILLA_REDIS_URL`, revocations made anywhere apply here (and ours everywhere).
+fn share_revocations(env: &Env, auth: &AuthContext) -> Result<(), Failure> {
+    if let Some(store) = SharedStore::from_env(env)? {
+        store.share_revocations(&auth.revocations);
+    }
     Ok(())
 }
 
@@ -52,6 +68,7 @@ fn remote_auth(env: &Env) -> Result<AuthContext, Failure> {
         ConfigError::new(config::ACCOUNTS_URL, "", "required: tokens are verified with the keys accounts publishes")
     })?;
     let auth = AuthContext::from_env(env);
+    share_revocations(env, &auth)?;
     let jwks = Arc::new(JwksClient::new(url, auth.keys.clone()));
     auth.verifier.set_refresher(jwks.clone());
     jwks.spawn();
@@ -65,6 +82,7 @@ pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_tasks::SERVICE);
     let db = open_db(flotilla_tasks::SERVICE, &url, flotilla_tasks::MIGRATIONS, &rt).await?;
+    let pruning = flotilla_events::retention::spawn_pruning(flotilla_tasks::SERVICE, db.clone());
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_tasks::SERVICE, db.clone(), dyn_bus.clone());
@@ -86,6 +104,7 @@ pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     bus.shutdown().await; // the consumer finishes the event in hand
     relay.shutdown().await;
     served.map_err(|e| fail("server", e))?;
+    pruning.abort();
     db.close().await;
     Ok(())
 }
@@ -97,6 +116,7 @@ pub async fn audit(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_audit::SERVICE);
     let db = open_db(flotilla_audit::SERVICE, &url, flotilla_audit::MIGRATIONS, &rt).await?;
+    let pruning = flotilla_events::retention::spawn_pruning(flotilla_audit::SERVICE, db.clone());
     let bus = connect_bus(&nats).await?;
     bus.subscribe(
         flotilla_audit::CONSUMER,
@@ -114,8 +134,60 @@ pub async fn audit(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     retention.abort();
     bus.shutdown().await; // the consumer finishes the event in hand
     served.map_err(|e| fail("server", e))?;
+    pruning.abort();
     db.close().await;
     Ok(())
+}
+
+/// An HTTP upstream named by a required variable (the gateway's settings: timeouts, retries,
+/// breaker).
+fn required_upstream(env: &Env, var: &str, name: &'static str, why: &str) -> Result<Upstream, Failure> {
+    let url = env.get(var).ok_or_else(|| ConfigError::new(var, "", format!("required: {why}")))?;
+    let settings = flotilla_gateway::Config::from_env(env)?.http;
+    let up = HttpUpstream::new(name, url, settings).map_err(|e| ConfigError::new(var, url, e))?;
+    Ok(Upstream::Http(Arc::new(up)))
+}
+
+pub async fn assistant(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
+    let cfg = flotilla_assistant::Config::from_env(env)?;
+    let nats = nats_url(env, flotilla_assistant::SERVICE)?;
+    let tasks = required_upstream(env, config::TASKS_URL, "tasks", "the assistant's tools call the tasks API")?;
+    let auth = remote_auth(env)?;
+    let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
+    let url = service_db_url(env, flotilla_assistant::SERVICE);
+    let db = open_db(flotilla_assistant::SERVICE, &url, flotilla_assistant::MIGRATIONS, &rt).await?;
+    let pruning = flotilla_events::retention::spawn_pruning(flotilla_assistant::SERVICE, db.clone());
+    let bus = connect_bus(&nats).await?;
+    let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
+    let relay = Relay::spawn(flotilla_assistant::SERVICE, db.clone(), dyn_bus.clone());
+    bus.subscribe(
+        flotilla_assistant::events::CONSUMER,
+        flotilla_assistant::events::SUBSCRIPTIONS,
+        db.clone(),
+        flotilla_assistant::events::handler(),
+        RetryPolicy::default(),
+    )
+    .map_err(|e| fail("event bus", e))?;
+    let events = flotilla_assistant::EventWiring { notifier: relay.notifier(), bus: dyn_bus };
+    let app = flotilla_assistant::app_with_events(&cfg, &rt, db.clone(), auth, tasks, events);
+    tracing::info!(listen = %rt.listen, "assistant ready");
+    let served = server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await;
+    bus.shutdown().await; // the consumer finishes the event in hand
+    relay.shutdown().await;
+    served.map_err(|e| fail("server", e))?;
+    pruning.abort();
+    db.close().await;
+    Ok(())
+}
+
+pub async fn web(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
+    let cfg = flotilla_web::Config::from_env(env)?;
+    let api =
+        required_upstream(env, config::GATEWAY_URL, "gateway", "the web UI calls the public API through the gateway")?;
+    let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
+    let app = flotilla_web::app(&cfg, &rt, api);
+    tracing::info!(listen = %rt.listen, "web ready");
+    server::serve(listener, app, rt.shutdown_grace, server::shutdown_signal()).await.map_err(|e| fail("server", e))
 }
 
 pub async fn gateway(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {

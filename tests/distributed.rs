@@ -1,12 +1,13 @@
-//! Distributed mode: accounts, tasks, audit and the gateway as separate processes, each service
-//! on its own PostgreSQL database, talking HTTP, with their events on a throwaway nats-server.
+//! Distributed mode: accounts, tasks, audit, the assistant and the gateway as separate processes,
+//! each service on its own PostgreSQL database, talking HTTP, with their events on a throwaway
+//! nats-server and their rate limits and revocations shared through a throwaway redis-server.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flotilla_testkit::nats::{Nats, nats_or_skip};
-use flotilla_testkit::{Postgres, ServiceProcess, free_port, pg_or_skip};
+use flotilla_testkit::{Postgres, Redis, ServiceProcess, free_port, pg_or_skip, redis_or_skip};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -22,10 +23,33 @@ struct Cluster {
     accounts: ServiceProcess,
     tasks: ServiceProcess,
     audit: ServiceProcess,
+    assistant: ServiceProcess,
     gateway: ServiceProcess,
     accounts_db: String,
     tasks_db: String,
+    nats: Deps,
+}
+
+/// The servers every service process talks to.
+struct Deps {
     nats: Nats,
+    redis: Option<Redis>,
+}
+
+impl Deps {
+    fn start(nats: Nats) -> Self {
+        Deps { nats, redis: redis_or_skip() }
+    }
+
+    /// The variables naming them, plus `extra`.
+    fn env(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env = vec![("FLOTILLA_NATS_URL", self.nats.url())];
+        if let Some(r) = &self.redis {
+            env.push(("FLOTILLA_REDIS_URL", r.url()));
+        }
+        env.extend(extra.iter().cloned());
+        env
+    }
 }
 
 fn spawn(service: &str, at: SocketAddr, env: &[(&str, String)], ready: &str) -> ServiceProcess {
@@ -37,57 +61,54 @@ fn spawn(service: &str, at: SocketAddr, env: &[(&str, String)], ready: &str) -> 
     p
 }
 
-fn spawn_accounts(at: SocketAddr, db: &str, nats: &Nats) -> ServiceProcess {
-    spawn("accounts", at, &[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_NATS_URL", nats.url())], "/ready")
+fn spawn_accounts(at: SocketAddr, db: &str, deps: &Deps) -> ServiceProcess {
+    spawn("accounts", at, &deps.env(&[("FLOTILLA_DATABASE_URL", db.to_owned())]), "/ready")
 }
 
-fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess, nats: &Nats) -> ServiceProcess {
-    spawn(
-        "tasks",
-        at,
-        &[
-            ("FLOTILLA_DATABASE_URL", db.to_owned()),
-            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
-            ("FLOTILLA_NATS_URL", nats.url()),
-        ],
-        "/ready",
-    )
+fn spawn_tasks(at: SocketAddr, db: &str, accounts: &ServiceProcess, deps: &Deps) -> ServiceProcess {
+    let env = deps.env(&[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_ACCOUNTS_URL", accounts.base_url())]);
+    spawn("tasks", at, &env, "/ready")
 }
 
-fn spawn_audit(at: SocketAddr, db: &str, accounts: &ServiceProcess, nats: &Nats) -> ServiceProcess {
-    spawn(
-        "audit",
-        at,
-        &[
-            ("FLOTILLA_DATABASE_URL", db.to_owned()),
-            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
-            ("FLOTILLA_NATS_URL", nats.url()),
-        ],
-        "/ready",
-    )
+fn spawn_audit(at: SocketAddr, db: &str, accounts: &ServiceProcess, deps: &Deps) -> ServiceProcess {
+    let env = deps.env(&[("FLOTILLA_DATABASE_URL", db.to_owned()), ("FLOTILLA_ACCOUNTS_URL", accounts.base_url())]);
+    spawn("audit", at, &env, "/ready")
+}
+
+fn spawn_assistant(db: &str, accounts: &ServiceProcess, tasks: &ServiceProcess, deps: &Deps) -> ServiceProcess {
+    let env = deps.env(&[
+        ("FLOTILLA_DATABASE_URL", db.to_owned()),
+        ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+        ("FLOTILLA_TASKS_URL", tasks.base_url()),
+    ]);
+    spawn("assistant", addr(), &env, "/ready")
 }
 
 fn start(pg: &Postgres, nats: Nats) -> Cluster {
+    let nats = Deps::start(nats);
     let accounts_db = pg.create_database();
     let tasks_db = pg.create_database();
     let audit_db = pg.create_database();
+    let assistant_db = pg.create_database();
     let accounts = spawn_accounts(addr(), &accounts_db, &nats);
     let tasks = spawn_tasks(addr(), &tasks_db, &accounts, &nats);
     let audit = spawn_audit(addr(), &audit_db, &accounts, &nats);
+    let assistant = spawn_assistant(&assistant_db, &accounts, &tasks, &nats);
     let gateway = spawn(
         "gateway",
         addr(),
-        &[
+        &nats.env(&[
             ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
             ("FLOTILLA_TASKS_URL", tasks.base_url()),
             ("FLOTILLA_AUDIT_URL", audit.base_url()),
+            ("FLOTILLA_ASSISTANT_URL", assistant.base_url()),
             ("FLOTILLA_UPSTREAM_TIMEOUT_MS", "5000".into()),
             ("FLOTILLA_BREAKER_THRESHOLD", "3".into()),
             ("FLOTILLA_BREAKER_OPEN_MS", "500".into()),
-        ],
+        ]),
         "/ready",
     );
-    Cluster { accounts, tasks, audit, gateway, accounts_db, tasks_db, nats }
+    Cluster { accounts, tasks, audit, assistant, gateway, accounts_db, tasks_db, nats }
 }
 
 async fn call(
@@ -194,6 +215,7 @@ async fn the_user_journey_runs_through_four_processes_and_survives_a_tasks_outag
     assert_eq!(h["services"]["tasks"]["ready"], false);
     assert_eq!(h["services"]["accounts"]["ready"], true);
     assert_eq!(h["services"]["audit"]["ready"], true);
+    assert_eq!(h["services"]["assistant"]["ready"], true);
     // Accounts still works meanwhile.
     let (s, _) = call(&c, Method::GET, format!("{gw}/api/auth/me"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -212,6 +234,22 @@ async fn the_user_journey_runs_through_four_processes_and_survives_a_tasks_outag
     assert!(recovered, "gateway routes to the restarted tasks service");
     tokio::time::sleep(Duration::from_millis(1100)).await; // past the health answer cache
     assert_eq!(c.get(format!("{gw}/health")).send().await.unwrap().status(), StatusCode::OK);
+
+    // A chat turn through the gateway: the assistant process calls tasks over HTTP as Grace.
+    let (s, turn) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/{user}/chat"),
+        Some(&token),
+        Some(json!({"message": "add water the plants"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{turn}");
+    assert_eq!(turn["tool_calls"][0]["name"], "add_task", "{turn}");
+    let (_, list) = call(&c, Method::GET, format!("{tasks}?q=plants"), Some(&token), None).await;
+    assert_eq!(list["tasks"][0]["title"], "water the plants", "{list}");
+    let metrics = c.get(format!("{}/metrics", cl.assistant.base_url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"assistant_turns_total{provider="rules""#), "the turn is counted:\n{metrics}");
 
     // Refresh and logout through the gateway.
     let (s, pair) =
@@ -235,8 +273,24 @@ async fn the_user_journey_runs_through_four_processes_and_survives_a_tasks_outag
     .await;
     assert_eq!(s, StatusCode::OK);
     let t2 = login2["access_token"].as_str().unwrap();
+    let grace = login2["user"]["id"].as_str().unwrap();
+    let direct = format!("{}/api/{grace}/tasks", cl.tasks.base_url());
+    assert_eq!(call(&c, Method::GET, direct.clone(), Some(t2), None).await.0, StatusCode::OK);
     let (s, _) = call(&c, Method::POST, format!("{gw}/api/auth/logout"), Some(t2), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    if cl.nats.redis.is_some() {
+        // The logout happened in accounts; tasks, another process, refuses the access token
+        // too (the revocation travelled through Redis), not only after it expires.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while call(&c, Method::GET, direct.clone(), Some(t2), None).await.0 != StatusCode::UNAUTHORIZED {
+            assert!(Instant::now() < deadline, "tasks still accepts a logged-out token");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            call(&c, Method::GET, format!("{gw}/api/{grace}/tasks"), Some(t2), None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
     let (s, _) = call(
         &c,
         Method::POST,

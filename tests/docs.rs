@@ -30,9 +30,21 @@ fn every_flotilla_variable_named_in_the_readme_exists() {
     // The JetStream streams are named like variables but are not configuration.
     let streams = [flotilla_events::nats::EVENTS_STREAM, flotilla_events::nats::DLQ_STREAM];
     // Read by the test harness (crates/testkit), not by the binary.
-    let harness = ["FLOTILLA_REQUIRE_POSTGRES", "FLOTILLA_REQUIRE_NATS"];
+    let harness = [
+        "FLOTILLA_REQUIRE_POSTGRES",
+        "FLOTILLA_REQUIRE_NATS",
+        "FLOTILLA_REQUIRE_REDIS",
+        "FLOTILLA_REQUIRE_BROWSER",
+        "FLOTILLA_REQUIRE_DEPLOY_TOOLS",
+    ];
     for name in harness {
-        let testkit = [include_str!("../crates/testkit/src/pg.rs"), include_str!("../crates/testkit/src/nats.rs")];
+        let testkit = [
+            include_str!("../crates/testkit/src/pg.rs"),
+            include_str!("../crates/testkit/src/nats.rs"),
+            include_str!("../crates/testkit/src/redis.rs"),
+            include_str!("web_ui.rs"),
+            include_str!("deploy.rs"),
+        ];
         assert!(testkit.iter().any(|src| src.contains(name)), "the test harness no longer reads {name}");
     }
     for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {

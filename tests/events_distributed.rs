@@ -25,7 +25,10 @@ fn addr() -> SocketAddr {
 }
 
 fn spawn(service: &str, env: &[(&str, String)]) -> ServiceProcess {
-    let at = addr();
+    spawn_at(service, addr(), env)
+}
+
+fn spawn_at(service: &str, at: SocketAddr, env: &[(&str, String)]) -> ServiceProcess {
     let mut all = vec![("FLOTILLA_LISTEN", at.to_string()), ("FLOTILLA_LOG_FORMAT", "json".to_owned())];
     all.extend(env.iter().cloned());
     let mut p = ServiceProcess::spawn(bin(), &[service], &all, at).expect("spawn");
@@ -118,14 +121,12 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
     let Some(nats) = nats_or_skip() else { return };
     let (accounts_url, tasks_url, audit_url) = (pg.create_database(), pg.create_database(), pg.create_database());
     let accounts = spawn("accounts", &[("FLOTILLA_DATABASE_URL", accounts_url), ("FLOTILLA_NATS_URL", nats.url())]);
-    let tasks = spawn(
-        "tasks",
-        &[
-            ("FLOTILLA_DATABASE_URL", tasks_url.clone()),
-            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
-            ("FLOTILLA_NATS_URL", nats.url()),
-        ],
-    );
+    let tasks_env = [
+        ("FLOTILLA_DATABASE_URL", tasks_url.clone()),
+        ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+        ("FLOTILLA_NATS_URL", nats.url()),
+    ];
+    let mut tasks = spawn("tasks", &tasks_env);
     let audit = spawn(
         "audit",
         &[
@@ -204,7 +205,12 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
     }
     assert!(pending_rows().await >= 20, "the events wait in the outbox");
 
+    // The tasks process is killed between commit and publish: its events are committed but
+    // were never published. A new process on the same database publishes them, once each.
+    let tasks_addr = tasks.addr();
+    tasks.kill();
     nats.restart();
+    let tasks = spawn_at("tasks", tasks_addr, &tasks_env);
     eventually(Duration::from_secs(60), "the outbox drained", || async { pending_rows().await == 0 }).await;
     eventually(Duration::from_secs(15), "tasks ready again", || async {
         ready_status(&c, &tasks).await.0 == StatusCode::OK
