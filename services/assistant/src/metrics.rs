@@ -15,11 +15,14 @@ pub fn count_turn(provider: &'static str, outcome: &'static str) {
     metrics::counter!(ASSISTANT_TURNS_TOTAL, "provider" => provider, "outcome" => outcome).increment(1);
 }
 
-/// Makes every series of `provider` exist (at 0) from the start, so a scrape of a fresh
-/// process shows the contract metrics and alert rules have series before the first turn.
+/// Makes the series of `provider` exist (at 0) from the start, so a scrape of a fresh process
+/// shows every contract metric and alert rules have series before the first turn (with the
+/// rules provider the LLM histogram simply stays empty).
 pub fn register(provider: &'static str) {
     flotilla_runtime::telemetry::metrics_handle();
     for outcome in ["ok", "fallback", "error"] {
         metrics::counter!(ASSISTANT_TURNS_TOTAL, "provider" => provider, "outcome" => outcome).increment(0);
     }
+    // Registering the handle is enough for the exporter to list the (empty) histogram.
+    let _ = metrics::histogram!(LLM_REQUEST_DURATION_SECONDS, "provider" => provider, "outcome" => "ok");
 }
