@@ -59,8 +59,24 @@ fn post_json(addr: SocketAddr, path: &str, body: &str) -> String {
         body.len()
     )
     .unwrap();
+    // Read until the body is complete (chromedriver may keep the connection open).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+        let done = match length {
+            Some(len) => raw.len() >= end + 4 + len,
+            None => raw.ends_with(b"0\r\n\r\n"),
+        };
+        if n == 0 || done {
+            break;
+        }
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
     let (head, mut rest) = (String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(), &raw[split..]);
     if !head.contains("transfer-encoding: chunked") {
@@ -395,7 +411,9 @@ async fn the_web_ui_in_a_real_browser() {
     ui.goto("/no-such-page").await;
     ui.wait_text("Page not found").await;
     ui.n += 1;
-    std::fs::write(ui.shots.join(format!("{:02}-not-found.png", ui.n)), ui.c.screenshot().await.unwrap()).unwrap();
+    let file = ui.shots.join(format!("{:02}-not-found.png", ui.n));
+    std::fs::write(&file, ui.c.screenshot().await.unwrap()).unwrap();
+    println!("screenshot: {}", file.display());
     ui.console("not-found", &["no-such-page"]).await;
 
     // Log out, and back in: the tasks are there.

@@ -289,6 +289,6 @@ mod tests {
         assert_eq!(p["due_at"], Value::Null);
         assert!(p.get("recurrence").is_none());
         f.due = "soon".into();
-        assert_eq!(f.to_json(0, true).unwrap_err().get("due").is_some(), true);
+        assert!(f.to_json(0, true).unwrap_err().get("due").is_some());
     }
 }

@@ -600,15 +600,23 @@ fn chat_panel(visit: &Visit, entries: &[ChatEntry], message: &str, error: Option
     }
 }
 
-/// A short one-line rendering of a tool's arguments or result.
+/// A short one-line rendering of a tool's arguments or result: scalar fields as they are, a nested
+/// task by its title, lists by their length.
 fn compact(v: &Value) -> String {
     let s = match v {
         Value::Null => String::new(),
         Value::Object(m) => m
             .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}: {s}"),
-                other => format!("{k}: {other}"),
+            .filter_map(|(k, v)| match v {
+                Value::Null => None,
+                Value::String(s) => Some(format!("{k}: {s}")),
+                Value::Object(o) => o.get("title").and_then(Value::as_str).map(|t| format!("{k}: “{t}”")),
+                Value::Array(a) if a.iter().all(|x| !x.is_object()) => Some(format!(
+                    "{k}: {}",
+                    a.iter().map(|x| x.as_str().map_or(x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", ")
+                )),
+                Value::Array(a) => Some(format!("{k}: {} item(s)", a.len())),
+                other => Some(format!("{k}: {other}")),
             })
             .collect::<Vec<_>>()
             .join(", "),
