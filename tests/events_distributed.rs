@@ -135,12 +135,22 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
             ("FLOTILLA_NATS_URL", nats.url()),
         ],
     );
+    let assistant = spawn(
+        "assistant",
+        &[
+            ("FLOTILLA_DATABASE_URL", pg.create_database()),
+            ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
+            ("FLOTILLA_TASKS_URL", tasks.base_url()),
+            ("FLOTILLA_NATS_URL", nats.url()),
+        ],
+    );
     let gateway = spawn(
         "gateway",
         &[
             ("FLOTILLA_ACCOUNTS_URL", accounts.base_url()),
             ("FLOTILLA_TASKS_URL", tasks.base_url()),
             ("FLOTILLA_AUDIT_URL", audit.base_url()),
+            ("FLOTILLA_ASSISTANT_URL", assistant.base_url()),
         ],
     );
     let gw = gateway.base_url();
@@ -268,7 +278,7 @@ async fn recurrence_and_a_nats_outage_through_the_gateway() {
     .await;
     let health: Value = c.get(format!("{gw}/health")).send().await.unwrap().json().await.unwrap();
     let names: Vec<&String> = health["services"].as_object().unwrap().keys().collect();
-    assert_eq!(names, ["accounts", "audit", "tasks"], "{health}");
+    assert_eq!(names, ["accounts", "assistant", "audit", "tasks"], "{health}");
     assert_eq!(health["services"]["audit"]["ready"], true, "{health}");
 
     // Deleting the account (accounts → user.deleted → NATS → tasks) removes the user's tasks.
