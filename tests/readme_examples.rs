@@ -32,12 +32,13 @@ fn the_readme_curl_session_works_as_written() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the README session failed:\n{stdout}\n{stderr}");
-    // What a reader would see: the signup, the created task, the completed task, the activity
+    // What a reader would see: the signup, the created task, the completed task, the chat turn, the activity
     // feed, the new token pair, the logout status and the health report.
     for expected in [
         r#""token_type":"bearer""#,
         r#""title":"Buy milk""#,
         r#""completed":true"#,
+        r#""tool_calls":[{"name":"add_task""#,
         r#""events":["#,
         r#""refresh_token":"#,
         "\n204\n",
