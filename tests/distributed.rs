@@ -507,3 +507,90 @@ fn the_gateway_refuses_to_start_without_the_audit_service() {
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(last.starts_with("flotilla: invalid configuration: FLOTILLA_AUDIT_URL="), "{stderr}");
 }
+
+/// An LLM that accepts connections and never answers: a turn sent to it is in flight until the
+/// test kills the assistant. Returns its URL and a receiver that fires at the first request.
+async fn silent_llm() -> (String, tokio::sync::oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut held = Vec::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            // The request has arrived once its first bytes do.
+            if tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await.is_ok_and(|n| n > 0)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+            held.push(conn); // never answered, never closed
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn the_assistant_killed_mid_turn_loses_no_stored_message() {
+    let Some(pg) = pg_or_skip() else { return };
+    let Some(nats) = nats_or_skip() else { return };
+    let cl = start(pg, nats);
+    let gw = cl.gateway.base_url();
+    let c = reqwest::Client::new();
+    let (s, signup) = call(
+        &c,
+        Method::POST,
+        format!("{gw}/api/auth/signup"),
+        None,
+        Some(json!({"name": "Kay", "email": "kay@example.com", "password": "turns survive crashes"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{signup}");
+    let user = signup["user"]["id"].as_str().unwrap().to_owned();
+    let token = signup["access_token"].as_str().unwrap().to_owned();
+
+    // A second assistant, on its own database, whose model never answers.
+    let (llm, asked) = silent_llm().await;
+    let db = pg.create_database();
+    let at = addr();
+    let env = |provider: &str| {
+        cl.nats.env(&[
+            ("FLOTILLA_DATABASE_URL", db.clone()),
+            ("FLOTILLA_ACCOUNTS_URL", cl.accounts.base_url()),
+            ("FLOTILLA_TASKS_URL", cl.tasks.base_url()),
+            ("FLOTILLA_ASSISTANT_PROVIDER", provider.to_owned()),
+            ("FLOTILLA_OLLAMA_URL", llm.clone()),
+            ("FLOTILLA_LLM_TIMEOUT_MS", "60000".to_owned()),
+            ("FLOTILLA_REQUEST_TIMEOUT_MS", "120000".to_owned()),
+        ])
+    };
+    let mut assistant = spawn("assistant", at, &env("ollama"), "/ready");
+    let chat = format!("{}/api/{user}/chat", assistant.base_url());
+    let turn = {
+        let (c, chat, token) = (c.clone(), chat.clone(), token.clone());
+        tokio::spawn(
+            async move { c.post(chat).bearer_auth(token).json(&json!({"message": "add buy bread"})).send().await },
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(20), asked).await.expect("the turn reached the model").unwrap();
+    assistant.kill(); // SIGKILL, mid-turn
+    assert!(turn.await.unwrap().is_err(), "the client saw the connection drop, not an answer");
+
+    // Restarted (offline provider now): the user's message is there, and the conversation goes on.
+    let assistant = spawn("assistant", at, &env("rules"), "/ready");
+    let base = assistant.base_url();
+    let (s, list) = call(&c, Method::GET, format!("{base}/api/{user}/conversations"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let convs = list["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 1, "{list}");
+    let id = convs[0]["id"].as_str().unwrap();
+    let (_, conv) = call(&c, Method::GET, format!("{base}/api/{user}/conversations/{id}"), Some(&token), None).await;
+    let messages = conv["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "user", "{conv}");
+    assert_eq!(messages[0]["content"], "add buy bread", "{conv}");
+    let (s, next) =
+        call(&c, Method::POST, chat, Some(&token), Some(json!({"conversation_id": id, "message": "add buy bread"})))
+            .await;
+    assert_eq!((s, &next["tool_calls"][0]["result"]["status"]), (StatusCode::OK, &json!("created")), "{next}");
+}
