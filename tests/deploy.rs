@@ -677,6 +677,9 @@ fn expected_edges(chart_pods: &[&str]) -> BTreeSet<(String, String)> {
         ("audit", "accounts"),
         ("gateway", "redis"),
         ("accounts", "redis"),
+        ("tasks", "redis"),
+        ("assistant", "redis"),
+        ("audit", "redis"),
         ("migrate", "postgresql"),
         ("test", "gateway"),
     ];

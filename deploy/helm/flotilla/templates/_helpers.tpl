@@ -97,8 +97,9 @@ Precedence: commonConfig < what the chart wires (URLs, listen address) < service
 {{- if has $svc (list "gateway" "tasks" "assistant" "audit") }}
 {{- $_ := set $c "FLOTILLA_ACCOUNTS_URL" (include "flotilla.serviceUrl" (dict "root" $root "svc" "accounts")) -}}
 {{- end -}}
-{{- /* Redis: rate limits (gateway) and login throttling and revocations (accounts). */ -}}
-{{- if has $svc (list "gateway" "accounts") }}
+{{- /* Redis: rate limits (gateway), login throttling (accounts), and token revocations, which
+     every service that verifies tokens must see at once. */ -}}
+{{- if has $svc (list "gateway" "accounts" "tasks" "assistant" "audit") }}
 {{- $redis := include "flotilla.redisUrl" $root -}}
 {{- if $redis }}{{ $_ := set $c "FLOTILLA_REDIS_URL" $redis }}{{ end -}}
 {{- end -}}
