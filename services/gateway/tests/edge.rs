@@ -308,8 +308,8 @@ async fn aggregated_health_reports_each_service_and_fails_when_one_is_down() {
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["status"], "ok");
-    assert_eq!(v["services"].as_object().unwrap().len(), 3, "{v}");
-    for svc in ["accounts", "tasks", "audit"] {
+    assert_eq!(v["services"].as_object().unwrap().len(), 4, "{v}");
+    for svc in ["accounts", "tasks", "audit", "assistant"] {
         assert_eq!(v["services"][svc]["ready"], true, "{v}");
         assert!(v["services"][svc]["latency_ms"].as_f64().unwrap() >= 0.0);
     }
