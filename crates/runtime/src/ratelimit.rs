@@ -66,13 +66,7 @@ impl WindowLimiter {
             *entry = (index, 0);
         }
         entry.1 = entry.1.saturating_add(1);
-        let used = entry.1;
-        Decision {
-            allowed: used <= self.limit,
-            limit: self.limit,
-            remaining: self.limit.saturating_sub(used),
-            reset_secs,
-        }
+        decision(self.limit, entry.1, true, reset_secs)
     }
 
     /// Looks without counting: is `key` already over the limit in this window?
@@ -83,18 +77,20 @@ impl WindowLimiter {
             Some((i, n)) if *i == index => *n,
             _ => 0,
         };
-        Decision {
-            allowed: used < self.limit,
-            limit: self.limit,
-            remaining: self.limit.saturating_sub(used),
-            reset_secs,
-        }
+        decision(self.limit, used, false, reset_secs)
     }
 
     /// Forgets `key` (a successful login clears that account's failures).
     pub fn reset(&self, key: &str) {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+}
+
+/// The decision for `used` hits in a window: `counted` when `used` includes the request being
+/// decided (a hit), not when only looking (a peek, which must leave room for one more).
+fn decision(limit: u64, used: u64, counted: bool, reset_secs: u64) -> Decision {
+    let allowed = if counted { used <= limit } else { used < limit };
+    Decision { allowed, limit, remaining: limit.saturating_sub(used), reset_secs }
 }
 
 /// A limiter whose counts live in memory, or in Redis shared by every replica. When Redis does
@@ -109,22 +105,12 @@ impl Limiter {
         Self { local: WindowLimiter::new(limit, window), shared: shared.map(|s| (s.clone(), scope)) }
     }
 
-    pub fn limit(&self) -> u64 {
-        self.local.limit
-    }
-
-    fn decide(&self, used: u64, counting: bool, reset_secs: u64) -> Decision {
-        let limit = self.local.limit;
-        let allowed = if counting { used <= limit } else { used < limit };
-        Decision { allowed, limit, remaining: limit.saturating_sub(used), reset_secs }
-    }
-
     /// Counts one request for `key` and says whether it is within the limit.
     pub async fn hit(&self, key: &str) -> Decision {
         if let Some((store, scope)) = &self.shared {
             let (index, reset_secs) = self.local.window_at(now_ms());
             match store.incr_window(scope, key, index, self.local.window_secs()).await {
-                Ok(used) => return self.decide(used, true, reset_secs),
+                Ok(used) => return decision(self.local.limit, used, true, reset_secs),
                 Err(e) => shared_unavailable(&e),
             }
         }
@@ -136,7 +122,7 @@ impl Limiter {
         if let Some((store, scope)) = &self.shared {
             let (index, reset_secs) = self.local.window_at(now_ms());
             match store.get_window(scope, key, index).await {
-                Ok(used) => return self.decide(used, false, reset_secs),
+                Ok(used) => return decision(self.local.limit, used, false, reset_secs),
                 Err(e) => shared_unavailable(&e),
             }
         }

@@ -208,7 +208,8 @@ fn locate() -> Result<PathBuf, NatsUnavailable> {
         })
 }
 
-fn is_executable(path: &Path) -> bool {
+/// Shared with the other throwaway servers of this crate.
+pub(crate) fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
@@ -237,7 +238,8 @@ pub fn nats_or_skip() -> Option<Nats> {
     }
 }
 
-fn skipping_forbidden(ci: Option<&str>, require: Option<&str>) -> bool {
+/// `CI=true` or the server's `FLOTILLA_REQUIRE_*` switch: a missing binary fails the test.
+pub(crate) fn skipping_forbidden(ci: Option<&str>, require: Option<&str>) -> bool {
     let truthy = |v: Option<&str>| {
         v.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes"))
     };

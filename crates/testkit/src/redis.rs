@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::nats::{is_executable, skipping_forbidden};
 use crate::process::free_port;
 
 const DIRS: &[&str] = &["/usr/bin", "/usr/local/bin", "/usr/sbin"];
@@ -85,9 +85,10 @@ fn pong(port: u16) -> bool {
 
 fn locate() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH");
-    let on_path =
-        path.as_deref().and_then(|p| std::env::split_paths(p).map(|d| d.join("redis-server")).find(|c| executable(c)));
-    on_path.or_else(|| DIRS.iter().map(|d| Path::new(d).join("redis-server")).find(|p| executable(p))).ok_or_else(
+    let on_path = path
+        .as_deref()
+        .and_then(|p| std::env::split_paths(p).map(|d| d.join("redis-server")).find(|c| is_executable(c)));
+    on_path.or_else(|| DIRS.iter().map(|d| Path::new(d).join("redis-server")).find(|p| is_executable(p))).ok_or_else(
         || {
             "redis-server not found on PATH or in /usr/bin; install it (Debian: `apt-get install redis-server`)"
                 .to_owned()
@@ -95,18 +96,12 @@ fn locate() -> Result<PathBuf, String> {
     )
 }
 
-fn executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// For tests: a fresh server, or `None` after printing a loud `SKIPPED: ...` when `redis-server`
 /// is not installed. With `CI=true` or `FLOTILLA_REQUIRE_REDIS=1` it panics instead of skipping.
 pub fn redis_or_skip() -> Option<Redis> {
     if let Err(missing) = locate() {
-        let required = ["CI", "FLOTILLA_REQUIRE_REDIS"]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")));
-        if required {
+        let (ci, require) = (std::env::var("CI").ok(), std::env::var("FLOTILLA_REQUIRE_REDIS").ok());
+        if skipping_forbidden(ci.as_deref(), require.as_deref()) {
             panic!("SKIPPED: {missing}\n(skipping is not allowed because CI=true or FLOTILLA_REQUIRE_REDIS=1)");
         }
         let banner = "*".repeat(78);

@@ -348,6 +348,31 @@ fn replay(history: &[HistoryMessage]) -> Vec<Msg> {
     }
     out
 }
+/// The model's message as both wire formats shape it once located (Ollama: `message`, OpenAI:
+/// `choices[0].message`): text in `content`, tool calls in `tool_calls[].function.{name,
+/// arguments}` (an object or a JSON string) with an optional `id`.
+fn reply_from_message(message: &Value) -> Result<ModelReply, LlmError> {
+    let content = message.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut calls = Vec::new();
+    if let Some(list) = message.get("tool_calls").filter(|v| !v.is_null()) {
+        let list = list.as_array().ok_or_else(|| LlmError::Malformed("tool_calls is not a list".into()))?;
+        for call in list {
+            let function =
+                call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
+            let name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| LlmError::BadToolCall("a tool call without a name".into()))?;
+            let arguments = parse_arguments(name, function.get("arguments").unwrap_or(&Value::Null))?;
+            let id = call.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            calls.push(Requested { id, name: name.to_owned(), arguments });
+        }
+    }
+    if calls.is_empty() && content.trim().is_empty() {
+        return Err(LlmError::Malformed("neither text nor tool calls".into()));
+    }
+    Ok(ModelReply { content, calls })
+}
 
 /// Parses tool-call arguments sent as a JSON string (OpenAI; some Ollama models).
 fn parse_arguments(name: &str, raw: &Value) -> Result<Value, LlmError> {

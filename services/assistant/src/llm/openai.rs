@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{LlmError, ModelReply, Msg, Requested, parse_arguments};
+use super::{LlmError, ModelReply, Msg, reply_from_message};
 use crate::tools::ToolDefinition;
 
 pub fn request(model: &str, transcript: &[Msg], tools: &[ToolDefinition]) -> Value {
@@ -37,26 +37,7 @@ pub fn response(body: &Value) -> Result<ModelReply, LlmError> {
         .pointer("/choices/0/message")
         .filter(|m| m.is_object())
         .ok_or_else(|| LlmError::Malformed("no choices[0].message".into()))?;
-    let content = message.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let mut calls = Vec::new();
-    if let Some(list) = message.get("tool_calls").filter(|v| !v.is_null()) {
-        let list = list.as_array().ok_or_else(|| LlmError::Malformed("tool_calls is not a list".into()))?;
-        for call in list {
-            let function =
-                call.get("function").ok_or_else(|| LlmError::BadToolCall("a tool call without function".into()))?;
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| LlmError::BadToolCall("a tool call without a name".into()))?;
-            let arguments = parse_arguments(name, function.get("arguments").unwrap_or(&Value::Null))?;
-            let id = call.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            calls.push(Requested { id, name: name.to_owned(), arguments });
-        }
-    }
-    if calls.is_empty() && content.trim().is_empty() {
-        return Err(LlmError::Malformed("neither text nor tool calls".into()));
-    }
-    Ok(ModelReply { content, calls })
+    reply_from_message(message)
 }
 
 #[cfg(test)]
