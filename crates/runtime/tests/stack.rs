@@ -105,8 +105,11 @@ async fn readiness_follows_a_postgres_outage_and_recovery() {
 async fn an_exhausted_pool_answers_503_after_the_acquire_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/p.db", dir.path().display());
+    // Migrate with the default settings: on a loaded machine the 200 ms timeout under test could
+    // expire while the migration waits for its connection.
+    Db::open_and_migrate("stacktest", &url, MIGRATIONS, PoolSettings::default()).await.unwrap();
     let settings = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_millis(200) };
-    let db = Db::open_and_migrate("stacktest", &url, MIGRATIONS, settings).await.unwrap();
+    let db = Db::open("stacktest", &url, MIGRATIONS, settings).unwrap();
     let base = serve(&db, &[]).await;
     // Hold the only write connection.
     let held = db.write().begin().await.unwrap();
