@@ -214,16 +214,24 @@ impl Db {
         }
     }
 
-    /// Publishes pool gauges (`db_pool_connections{service,state}`); called before each scrape.
+    /// Publishes pool gauges (`db_pool_connections{service,state}` and
+    /// `db_pool_max_connections{service}`); called before each scrape.
     pub fn record_pool_metrics(&self) {
-        let (size, idle) = match self.backend {
-            Backend::Sqlite => (self.read.size() + self.write.size(), self.read.num_idle() + self.write.num_idle()),
-            Backend::Postgres => (self.read.size(), self.read.num_idle()),
+        use crate::telemetry::names::{DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS};
+        let max = |pool: &AnyPool| pool.options().get_max_connections();
+        let (size, idle, max) = match self.backend {
+            Backend::Sqlite => (
+                self.read.size() + self.write.size(),
+                self.read.num_idle() + self.write.num_idle(),
+                max(&self.read) + max(&self.write),
+            ),
+            Backend::Postgres => (self.read.size(), self.read.num_idle(), max(&self.read)),
         };
         let idle = idle as u32;
-        metrics::gauge!("db_pool_connections", "service" => self.service, "state" => "idle").set(idle as f64);
-        metrics::gauge!("db_pool_connections", "service" => self.service, "state" => "active")
+        metrics::gauge!(DB_POOL_CONNECTIONS, "service" => self.service, "state" => "idle").set(idle as f64);
+        metrics::gauge!(DB_POOL_CONNECTIONS, "service" => self.service, "state" => "active")
             .set(size.saturating_sub(idle) as f64);
+        metrics::gauge!(DB_POOL_MAX_CONNECTIONS, "service" => self.service).set(max as f64);
     }
 
     /// Times a database operation into `db_query_duration_seconds{service,op}`.

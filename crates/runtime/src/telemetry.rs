@@ -12,6 +12,9 @@ pub mod names {
     pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
     pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+    /// The most connections the pool may open (SQLite: the readers plus the one writer), the
+    /// denominator of the pool saturation alert.
+    pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
     pub const DB_QUERY_DURATION_SECONDS: &str = "db_query_duration_seconds";
     pub const RATE_LIMITED_TOTAL: &str = "rate_limited_total";
     pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker_state";
@@ -22,6 +25,7 @@ pub mod names {
         HTTP_REQUESTS_TOTAL,
         HTTP_REQUEST_DURATION_SECONDS,
         DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
         DB_QUERY_DURATION_SECONDS,
         RATE_LIMITED_TOTAL,
     ];
