@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use flotilla_runtime::config::{self, ConfigError, Env, RuntimeConfig};
 use flotilla_runtime::db::{Db, Migrations, PoolSettings, sqlite_url_in};
 
-use crate::{embedded, services};
+use crate::{embedded, probe, services};
 
 #[derive(Parser, Debug)]
 #[command(name = "flotilla", version, about = "Flotilla: a task manager you drive by clicks or chat")]
@@ -61,6 +61,17 @@ enum Command {
         /// accounts, tasks, audit, assistant, or all (embedded data dir only)
         #[arg(long, default_value = "all")]
         service: String,
+    },
+    /// Health check for images without a shell or HTTP client: GET PATH on this service's own
+    /// port (FLOTILLA_LISTEN, --listen; loopback when it listens on every address) within 2 s;
+    /// exit 0 on a 2xx answer, 1 otherwise
+    Probe {
+        /// The path to ask: /ready (readiness), /health (liveness; the gateway's is /livez)
+        #[arg(default_value = flotilla_runtime::http::READY_PATH)]
+        path: String,
+        /// Ask this http:// URL instead
+        #[arg(long, conflicts_with = "path")]
+        url: Option<String>,
     },
     /// Manage users from the command line
     Admin {
@@ -147,6 +158,14 @@ pub fn fail(context: &str, e: impl fmt::Display) -> Failure {
 }
 
 pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
+    let command = cli.command.unwrap_or(Command::All);
+    if let Command::Probe { path, url } = &command {
+        // Before logging and the rest of the configuration: a health check prints one line, and
+        // any failure exits 1 (Failure::Other; Docker reserves a health check's exit status 2).
+        let line = probe::run(&env, path, url.as_deref()).await.map_err(Failure::Other)?;
+        eprintln!("flotilla: {line}");
+        return Ok(());
+    }
     let rt = RuntimeConfig::from_env(&env)?;
     flotilla_runtime::telemetry::init_logging(&rt);
     flotilla_runtime::telemetry::metrics_handle();
@@ -154,7 +173,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
     if !unknown.is_empty() {
         tracing::warn!(variables = ?unknown, "ignoring unknown FLOTILLA_* variables (typo?)");
     }
-    match cli.command.unwrap_or(Command::All) {
+    match command {
         Command::All => embedded::run(&env, rt).await,
         Command::Accounts => services::accounts(&env, rt).await,
         Command::Tasks => services::tasks(&env, rt).await,
@@ -164,6 +183,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<(), Failure> {
         Command::Gateway => services::gateway(&env, rt).await,
         Command::Migrate { service } => migrate(&env, &rt, &service).await,
         Command::Admin { command } => admin(&env, &rt, command).await,
+        Command::Probe { .. } => unreachable!("answered above"),
     }
 }
 

@@ -1,12 +1,14 @@
 //! `flotilla`: one binary for every service and the operations commands.
 //!
 //! `flotilla` (or `flotilla all`) runs everything in one process on SQLite; `flotilla accounts`
-//! runs one service; `flotilla migrate` and `flotilla admin …` are operations commands.
+//! runs one service; `flotilla migrate` and `flotilla admin …` are operations commands, and
+//! `flotilla probe` is the health check of an image without a shell.
 //! Configuration comes from `FLOTILLA_*` variables; the flags below override them.
 
 mod cli;
 mod embedded;
 mod openapi;
+mod probe;
 mod services;
 
 use std::process::ExitCode;

@@ -4,6 +4,9 @@
 //!   own args and its own env (ConfigMap and Secret references resolved, service host names and the
 //!   listen port mapped to free loopback ports) against a throwaway PostgreSQL, NATS JetStream and
 //!   Redis, and every probe path is called on the probe's port;
+//! - every Flotilla service of the compose file is run the same way, in its `depends_on` order, and
+//!   its healthcheck (`flotilla probe /ready`, the image's binary) is run with its env until it
+//!   passes; each has one, and fails once its service is stopped;
 //! - every env var the chart or the compose file sets is one the binary reads (`config::VARS`);
 //! - every metric the alert rules and the dashboard use is on a running system's `/metrics`;
 //! - Service ports equal container ports, probe ports are the listen port;
@@ -478,32 +481,44 @@ fn every_value_file_renders_with_known_variables_and_consistent_ports() {
     }
 }
 
+fn compose() -> Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/compose/compose.yaml"))
+        .expect("deploy/compose/compose.yaml");
+    serde_yaml_ng::from_str(&text).expect("compose.yaml is YAML")
+}
+
+fn compose_runs_flotilla(svc: &Value) -> bool {
+    is_flotilla_image(s(&svc["image"]).split('$').next().unwrap_or("")) || s(&svc["image"]).contains("flotilla")
+}
+
+/// The compose services that run the Flotilla image, by name.
+fn compose_flotilla_services(compose: &Value) -> Vec<(String, &Value)> {
+    let services = compose["services"].as_mapping().expect("services");
+    services.iter().filter(|(_, svc)| compose_runs_flotilla(svc)).map(|(n, svc)| (s(n).to_owned(), svc)).collect()
+}
+
 #[test]
 fn compose_sets_only_variables_the_binary_reads() {
-    let path = Path::new(ROOT).join("deploy/compose/compose.yaml");
-    let text = std::fs::read_to_string(&path).expect("deploy/compose/compose.yaml");
-    let compose: Value = serde_yaml_ng::from_str(&text).expect("compose.yaml is YAML");
-    let mut flotilla_services = 0;
+    let compose = compose();
     for (svc_name, svc) in compose["services"].as_mapping().expect("services") {
         let env_keys: Vec<String> = match &svc["environment"] {
             Value::Mapping(m) => m.keys().map(|k| s(k).to_owned()).collect(),
             Value::Sequence(items) => items.iter().map(|i| s(i).split('=').next().unwrap_or("").to_owned()).collect(),
             _ => Vec::new(),
         };
-        let runs_flotilla = is_flotilla_image(s(&svc["image"]).split('$').next().unwrap_or(""))
-            || s(&svc["image"]).contains("flotilla");
+        let runs_flotilla = compose_runs_flotilla(svc);
         for k in &env_keys {
             if k.starts_with("FLOTILLA_") || runs_flotilla {
                 assert!(known_var(k), "compose service {}: {k} is not a variable the binary reads", s(svc_name));
             }
         }
-        if runs_flotilla {
-            flotilla_services += 1;
-            let listen = svc["environment"]["FLOTILLA_LISTEN"].as_str().unwrap_or("");
-            assert_eq!(listen, "0.0.0.0:8080", "compose service {}: one port, 8080, for every service", s(svc_name));
-        }
     }
-    assert_eq!(flotilla_services, 6, "compose runs the six services");
+    let flotilla_services = compose_flotilla_services(&compose);
+    for (name, svc) in &flotilla_services {
+        let listen = svc["environment"]["FLOTILLA_LISTEN"].as_str().unwrap_or("");
+        assert_eq!(listen, "0.0.0.0:8080", "compose service {name}: one port, 8080, for every service");
+    }
+    assert_eq!(flotilla_services.len(), 6, "compose runs the six services");
 }
 
 #[test]
@@ -513,7 +528,7 @@ fn dockerfile_entrypoint_is_the_binary_the_chart_expects() {
     assert_eq!(entry, vec![r#"ENTRYPOINT ["/usr/local/bin/flotilla"]"#], "the chart passes only args (the subcommand)");
     assert!(
         !text.lines().any(|l| l.trim_start().starts_with("HEALTHCHECK")),
-        "no HEALTHCHECK: Kubernetes probes do that"
+        "no HEALTHCHECK: Kubernetes probes and compose's healthchecks (`flotilla probe`) do that"
     );
     let last_user = text.lines().rev().find(|l| l.trim_start().starts_with("USER ")).expect("a USER line");
     assert!(last_user.contains("65532"), "the runtime stage runs as the non-root uid the chart sets: {last_user}");
@@ -1148,5 +1163,259 @@ fn rendered_chart_runs_against_real_dependencies() {
     }
     assert!(missing.is_empty(), "metrics used by the rules or dashboard that no service emits: {missing:?}");
     drop(running);
+    drop(nats);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compose file, run as processes
+
+/// The binary's path in the image: the Dockerfile's ENTRYPOINT (exec form).
+fn image_binary() -> String {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).expect("Dockerfile");
+    let line = text.lines().map(str::trim_start).find(|l| l.starts_with("ENTRYPOINT")).expect("an ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(line.trim_start_matches("ENTRYPOINT").trim())
+        .unwrap_or_else(|e| panic!("ENTRYPOINT in exec form ({e}): {line}"));
+    argv.into_iter().next().expect("ENTRYPOINT names the binary")
+}
+
+/// A compose healthcheck's `test` in exec form (`["CMD", program, args…]`), or None without one.
+fn healthcheck_command(svc: &Value) -> Option<Vec<String>> {
+    let test = &svc["healthcheck"]["test"];
+    if test.is_null() || svc["healthcheck"]["disable"].as_bool() == Some(true) {
+        return None;
+    }
+    let argv: Vec<String> = seq(test).iter().map(scalar).collect();
+    assert_eq!(argv.first().map(String::as_str), Some("CMD"), "exec form (the image has no shell): {test:?}");
+    Some(argv[1..].to_vec())
+}
+
+/// A compose duration of one unit: `500ms`, `5s`, `2m`.
+fn compose_duration(v: &Value) -> Duration {
+    let text = scalar(v);
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let n: u64 = text[..split].parse().unwrap_or_else(|_| panic!("a compose duration: {text:?}"));
+    match &text[split..] {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => panic!("a compose duration of one unit (ms, s, m): {text:?}"),
+    }
+}
+
+/// `deploy/compose/.env.example`: the values every `${NAME…}` of the compose file is read with.
+fn env_example() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/compose/.env.example")).expect(".env.example");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Compose's interpolation of `${NAME}`, `${NAME:-default}` and `${NAME:?error}` (an empty value
+/// counts as unset); a required variable without a value fails.
+fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').unwrap_or_else(|| panic!("unclosed ${{ in {text:?}"));
+        let expr = &rest[start + 2..end];
+        let (name, op) = expr.split_at(expr.find([':', '-', '?']).unwrap_or(expr.len()));
+        let value = vars.get(name).filter(|v| !v.is_empty()).cloned();
+        out.push_str(&match (value, op.get(..2).unwrap_or(op)) {
+            (Some(v), _) => v,
+            (None, "") => String::new(),
+            (None, ":-") => op[2..].to_owned(),
+            (None, ":?") => panic!("{name} is required ({}) and has no value in .env.example", &op[2..]),
+            (None, other) => panic!("interpolation {other:?} of ${{{expr}}} is not supported here"),
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A compose service's environment (map or list form), interpolated.
+fn compose_env(svc: &Value, vars: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let pairs: Vec<(String, String)> = match &svc["environment"] {
+        Value::Mapping(m) => m.iter().map(|(k, v)| (s(k).to_owned(), scalar(v))).collect(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|i| {
+                s(i).split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap_or((s(i).to_owned(), "".into()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    pairs.into_iter().map(|(k, v)| (k, interpolate(&v, vars))).collect()
+}
+
+/// The services a compose service waits for, with the condition.
+fn depends_on(svc: &Value) -> Vec<(String, String)> {
+    match &svc["depends_on"] {
+        Value::Mapping(m) => m.iter().map(|(k, v)| (s(k).to_owned(), s(&v["condition"]).to_owned())).collect(),
+        Value::Sequence(names) => names.iter().map(|n| (s(n).to_owned(), "service_started".to_owned())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn compose_services_have_the_probe_as_healthcheck_and_wait_for_healthy_dependencies() {
+    let compose = compose();
+    let binary = image_binary();
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, svc) in compose_flotilla_services(&compose) {
+        let argv = healthcheck_command(svc).unwrap_or_else(|| {
+            panic!("compose service {name} has no healthcheck: `{binary} probe {}`", flotilla_runtime::http::READY_PATH)
+        });
+        assert_eq!(
+            argv,
+            [binary.as_str(), "probe", flotilla_runtime::http::READY_PATH],
+            "compose service {name}: the image's own binary (no shell, no curl) asks its readiness"
+        );
+        assert!(
+            compose_duration(&svc["healthcheck"]["timeout"]) > Duration::from_secs(2),
+            "compose service {name}: the healthcheck's timeout must leave the probe its 2 s"
+        );
+    }
+    // A service waits until what it depends on is healthy, so every dependency has a healthcheck.
+    for (name, svc) in services {
+        for (dep, condition) in depends_on(svc) {
+            assert_eq!(condition, "service_healthy", "compose service {}: depends_on {dep}", s(name));
+            let dep_svc = services.get(dep.as_str()).unwrap_or_else(|| panic!("{}: no service {dep}", s(name)));
+            assert!(healthcheck_command(dep_svc).is_some(), "{}: depends_on {dep}, which has no healthcheck", s(name));
+        }
+    }
+}
+
+/// Runs a compose healthcheck's command as Docker would in the container (the container's env,
+/// exec form), with the image's binary replaced by the test binary: its exit status and output.
+fn run_healthcheck(argv: &[String], env: &[(String, String)], limit: Duration) -> (std::process::ExitStatus, String) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_flotilla"));
+    assert_eq!(argv[0], image_binary(), "the healthcheck runs the image's binary: {argv:?}");
+    let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let mut p = ServiceProcess::spawn(bin, &args, &env_refs, "127.0.0.1:9".parse().unwrap()).expect("spawn");
+    let status = p.wait_exit(limit).unwrap_or_else(|| panic!("healthcheck {argv:?} still runs after {limit:?}"));
+    (status, p.logs())
+}
+
+/// A compose service whose healthcheck passed, with what it takes to run that healthcheck again.
+struct Healthy {
+    name: String,
+    process: ServiceProcess,
+    env: Vec<(String, String)>,
+    check: Vec<String>,
+    limit: Duration,
+}
+
+#[test]
+fn compose_services_run_against_real_dependencies_and_their_healthchecks_pass() {
+    let Some(pg) = pg_or_skip() else { return };
+    let Some(nats) = nats_or_skip() else { return };
+    let redis = Redis::start();
+    if redis.is_none() {
+        skip_or_fail("redis-server not found: FLOTILLA_REDIS_URL is not exercised");
+    }
+    let redis_url = redis.as_ref().map(|r| format!("redis://127.0.0.1:{}", r.port)).unwrap_or_default();
+    let bin = Path::new(env!("CARGO_BIN_EXE_flotilla"));
+    let compose = compose();
+    let vars = env_example();
+    let services = compose_flotilla_services(&compose);
+
+    // Compose's network: `http://<service>:<port>` becomes a loopback address per service.
+    let mut hosts: BTreeMap<String, SocketAddr> = BTreeMap::new();
+    let mut listen_of: BTreeMap<String, SocketAddr> = BTreeMap::new();
+    for (name, svc) in &services {
+        let listen: SocketAddr = s(&svc["environment"]["FLOTILLA_LISTEN"]).parse().expect("FLOTILLA_LISTEN");
+        let at: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        hosts.insert(format!("{name}:{}", listen.port()), at);
+        listen_of.insert(name.clone(), at);
+    }
+    // The dependencies: a database of its own per service (initdb makes one each), NATS, Redis.
+    let env_of = |name: &str, svc: &Value| -> Vec<(String, String)> {
+        compose_env(svc, &vars)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if k == "FLOTILLA_LISTEN" {
+                    listen_of[name].to_string()
+                } else if v.starts_with("postgres://") {
+                    assert!(v.contains("@postgres:5432/"), "{name}: {k} is compose's postgres service");
+                    pg.create_database()
+                } else {
+                    rewrite(&v, &hosts)
+                        .replace("nats://nats:4222", &nats.url())
+                        .replace("redis://redis:6379", &redis_url)
+                };
+                (k, v)
+            })
+            .collect()
+    };
+
+    // Started as compose starts them: each once the Flotilla services it depends on are healthy,
+    // healthy once its healthcheck exits 0 (retried within its start period).
+    let mut running: Vec<Healthy> = Vec::new();
+    while running.len() < services.len() {
+        let healthy: BTreeSet<&str> = running.iter().map(|h| h.name.as_str()).collect();
+        let (name, svc) = services
+            .iter()
+            .find(|(n, svc)| {
+                !healthy.contains(n.as_str())
+                    && depends_on(svc).iter().all(|(d, _)| healthy.contains(d.as_str()) || !listen_of.contains_key(d))
+            })
+            .unwrap_or_else(|| panic!("compose depends_on has a cycle among the services not started: {healthy:?}"));
+        let env = env_of(name, svc);
+        let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let args: Vec<String> = seq(&svc["command"]).iter().map(scalar).collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = ServiceProcess::spawn(bin, &argv, &env_refs, listen_of[name])
+            .unwrap_or_else(|e| panic!("compose service {name}: cannot run flotilla {argv:?}: {e}"));
+        let check = healthcheck_command(svc).unwrap_or_else(|| panic!("compose service {name} has no healthcheck"));
+        let limit = compose_duration(&svc["healthcheck"]["timeout"]);
+        let deadline = Instant::now() + compose_duration(&svc["healthcheck"]["start_period"]);
+        loop {
+            let (status, output) = run_healthcheck(&check, &env, limit);
+            if status.success() {
+                eprintln!("compose service {name}: healthy ({})", output.trim());
+                break;
+            }
+            if let Some(exit) = p.wait_exit(Duration::ZERO) {
+                panic!("compose service {name} exited ({exit}) before it was healthy:\n{}", p.logs());
+            }
+            assert_ne!(status.code(), Some(2), "{name}: a healthcheck must not exit 2 (Docker reserves it): {output}");
+            assert!(Instant::now() < deadline, "compose service {name} never became healthy: {output}\n{}", p.logs());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        running.push(Healthy { name: name.clone(), process: p, env, check, limit });
+    }
+
+    // The header's `curl -s http://127.0.0.1:8080/health`: the gateway sees every service ready.
+    let gateway = listen_of["gateway"];
+    let (status, body) = http_get(gateway, "/health", Duration::from_secs(5)).expect("GET /health");
+    assert_eq!(status, 200, "the gateway's aggregated health: {body}");
+    for h in &running {
+        let logs = h.process.logs();
+        assert!(!logs.contains("unknown FLOTILLA_"), "{}: the binary reported unknown variables:\n{logs}", h.name);
+    }
+
+    // The pool saturation alert divides by db_pool_max_connections: the configured pool size.
+    let default_pool = VARS.iter().find(|v| v.name == "FLOTILLA_DB_MAX_CONNECTIONS").expect("the variable").default;
+    for h in running.iter().filter(|h| h.env.iter().any(|(k, _)| k == "FLOTILLA_DATABASE_URL")) {
+        let configured =
+            h.env.iter().find(|(k, _)| k == "FLOTILLA_DB_MAX_CONNECTIONS").map_or(default_pool, |(_, v)| v);
+        let (_, text) = http_get(h.process.addr(), "/metrics", Duration::from_secs(5)).expect("GET /metrics");
+        let gauge = format!("{}{{", flotilla_runtime::telemetry::names::DB_POOL_MAX_CONNECTIONS);
+        let line = text.lines().find(|l| l.starts_with(&gauge)).unwrap_or_else(|| panic!("{}: no {gauge}…}}", h.name));
+        assert_eq!(line.rsplit(' ').next(), Some(configured), "{}: {line}", h.name);
+    }
+
+    // A stopped service is unhealthy: its healthcheck asks that very service.
+    for mut h in running {
+        h.process.kill();
+        let (status, output) = run_healthcheck(&h.check, &h.env, h.limit);
+        assert_eq!(status.code(), Some(1), "compose service {} stopped, its healthcheck: {output}", h.name);
+    }
     drop(nats);
 }
