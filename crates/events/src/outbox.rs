@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use flotilla_runtime::db::{Backend, Db};
 use flotilla_runtime::time::now_ms;
-use sqlx::{Any, AnyConnection, Connection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Connection, Executor};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -118,8 +118,18 @@ async fn fetch_batch<'e, E: Executor<'e, Database = Any>>(
         .await
 }
 
-async fn mark_published<'e, E: Executor<'e, Database = Any>>(ex: E, seq: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET published_at = $1 WHERE seq = $2").bind(now_ms()).bind(seq).execute(ex).await?;
+/// Marks the rows `seqs` published in one statement: one write per pass instead of one per event
+/// (on SQLite every write waits for the single writer that the service's own writes need).
+/// An explicit list, never a range: a row with a seq in between may commit after the batch was
+/// read, and it has not been published.
+async fn mark_published<'e, E: Executor<'e, Database = Any>>(ex: E, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let placeholders = (2..seqs.len() + 2).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("UPDATE outbox SET published_at = $1 WHERE seq IN ({placeholders})");
+    let query = seqs.iter().fold(sqlx::query(AssertSqlSafe(sql)).bind(now_ms()), |q, seq| q.bind(*seq));
+    query.execute(ex).await?;
     Ok(())
 }
 
@@ -135,21 +145,32 @@ async fn publish_batch(
         Some(conn) => fetch_batch(conn, limit).await?,
         None => fetch_batch(db.read(), limit).await?,
     };
-    let mut published = 0;
+    // Publish in order, stop at the first failure, then mark what went out (a crash before the
+    // mark republishes the pass: consumers drop duplicates by event id).
+    let mut published = Vec::with_capacity(rows.len());
+    let mut failure = None;
     for (seq, payload) in rows {
         match Event::from_json(payload.as_bytes()) {
-            Ok(event) => bus.publish(&event).await?,
+            Ok(event) => {
+                if let Err(e) = bus.publish(&event).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
             // Only a hand-edited row can get here (enqueue writes valid envelopes). Skipping it
             // beats blocking every later event forever; the log keeps the payload.
             Err(e) => tracing::error!(seq, error = %e, %payload, "outbox row is not a valid event; skipping it"),
         }
-        match lock_conn.as_deref_mut() {
-            Some(conn) => mark_published(conn, seq).await?,
-            None => mark_published(db.write(), seq).await?,
-        }
-        published += 1;
+        published.push(seq);
     }
-    Ok(published)
+    match lock_conn {
+        Some(conn) => mark_published(conn, &published).await?,
+        None => mark_published(db.write(), &published).await?,
+    }
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(published.len()),
+    }
 }
 
 /// Relay tuning.

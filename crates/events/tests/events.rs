@@ -314,6 +314,19 @@ async fn one_shot_flush_publishes_pending_rows() {
     assert_eq!(publish_pending(&db, &bus, 3).await.unwrap(), 3);
     assert_eq!(publish_pending(&db, &bus, 100).await.unwrap(), 2);
     assert_eq!(bus.ids(), events.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+    assert_eq!(pending_count(&db).await.unwrap(), 0);
+
+    // A failure in the middle of a pass: the events that went out before it are marked (one
+    // statement per pass), the rest stay pending and go out next, none twice.
+    let more: Vec<_> = (5..9).map(|i| event(types::TASK_DELETED, i)).collect();
+    write_events(&db, &more, true).await;
+    *bus.fail_after.lock().unwrap() = Some(7); // 5 accepted so far: two more, then failures
+    assert!(publish_pending(&db, &bus, 100).await.is_err());
+    assert_eq!(pending_count(&db).await.unwrap(), 2, "the two published before the failure are marked");
+    *bus.fail_after.lock().unwrap() = None;
+    assert_eq!(publish_pending(&db, &bus, 100).await.unwrap(), 2);
+    assert_eq!(bus.ids(), events.iter().chain(&more).map(|e| e.id.clone()).collect::<Vec<_>>());
+    assert_eq!(pending_count(&db).await.unwrap(), 0);
 
     // An invalid envelope fails the write itself.
     let mut tx = db.write().begin().await.unwrap();

@@ -134,12 +134,14 @@ pub async fn inbox_count(db: &Db, consumer: &str) -> i64 {
         .unwrap()
 }
 
-/// A bus that records what it accepted, and can be "down" or fail its next N publishes.
+/// A bus that records what it accepted, and can be "down", fail its next N publishes, or fail
+/// every publish once it has accepted `fail_after` events.
 #[derive(Default)]
 pub struct FlakyBus {
     pub published: Mutex<Vec<String>>,
     pub down: AtomicBool,
     pub fail_next: AtomicU32,
+    pub fail_after: Mutex<Option<usize>>,
     pub attempts: AtomicU32,
     pub inner: Option<Arc<dyn Bus>>,
 }
@@ -158,7 +160,8 @@ impl Bus for FlakyBus {
                 return Err(BusError::Unavailable("test bus is down".into()));
             }
             let failing = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-            if failing {
+            let full = self.fail_after.lock().unwrap().is_some_and(|n| self.published.lock().unwrap().len() >= n);
+            if failing || full {
                 return Err(BusError::NotAcknowledged { id: event.id.clone(), reason: "injected".into() });
             }
             if let Some(inner) = &self.inner {
