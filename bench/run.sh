@@ -21,6 +21,12 @@ else
     DURATION=${DURATION:-15s}
 fi
 CONNECTIONS=${CONNECTIONS:-"10 100"}
+# the chat scenario's concurrencies (its target is at 50 connections)
+CHAT_CONNECTIONS=${CHAT_CONNECTIONS:-"10 50"}
+# optional: a flotilla binary built from before the event bus (e.g. commit 6ac0e81) whose create
+# throughput is measured the same way, for the cost of the outbox and NATS (see bench/README.md)
+BASELINE_BIN=${BASELINE_BIN:-}
+BASELINE_SOURCE=${BASELINE_SOURCE:-$BASELINE_BIN}
 THREADS=${THREADS:-2}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 NATS_BIN=${NATS_BIN:-nats-server}
@@ -30,7 +36,7 @@ PASSWORD="bench-harness-password-42"
 BENCH_DIR=$ROOT/bench
 OUT=$BENCH_DIR/out
 REPORT=$ROOT/docs/benchmarks.md
-BIN=$ROOT/target/release/flotilla
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/flotilla
 RESULTS=$OUT/results.tsv
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -200,7 +206,7 @@ start_flotilla() {
     done
     STARTED_US=$(now_us)
     env "${unset_flags[@]}" FLOTILLA_LOG=warn FLOTILLA_LOG_FORMAT=json "${vars[@]}" \
-        "$BIN" "${args[@]}" >"$OUT/$name.log" 2>&1 &
+        "${RUN_BIN:-$BIN}" "${args[@]}" >"$OUT/$name.log" 2>&1 &
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
 }
@@ -508,13 +514,16 @@ run_wrk() {
 }
 
 # scenarios MODE TARGET BASE AUTH_BASE "SCENARIO…" LABEL=PID…: every scenario × every
-# concurrency; create writes to CREATE_USER, the others read and toggle SEED_USER's tasks
+# concurrency (chat: CHAT_CONNECTIONS); create writes to CREATE_USER, the others read and
+# toggle SEED_USER's tasks (chat only reads them, and writes to the assistant's database)
 scenarios() {
     local mode=$1 target=$2 base=$3 auth_base=$4 wanted=$5
     shift 5
-    local scenario conns
+    local scenario conns conns_list
     for scenario in $wanted; do
-        for conns in $CONNECTIONS; do
+        conns_list=$CONNECTIONS
+        [[ $scenario == chat ]] && conns_list=$CHAT_CONNECTIONS
+        for conns in $conns_list; do
             if [[ $scenario == create ]]; then
                 token_for "$auth_base" "$mode" "$CREATE_EMAIL"
                 BENCH_USER=$CREATE_USER BENCH_TOKEN=$TOKEN run_wrk "$mode" "$target" "$scenario" "$conns" "$base" "$@"
@@ -602,10 +611,25 @@ EMB_SPECS=("flotilla=$EMB_PID")
 snapshot embedded start "${EMB_SPECS[@]}"
 seed "$EMB_BASE" embedded
 snapshot embedded seeded "${EMB_SPECS[@]}"
-scenarios embedded gateway "$EMB_BASE" "$EMB_BASE" "create list get complete" "${EMB_SPECS[@]}"
+scenarios embedded gateway "$EMB_BASE" "$EMB_BASE" "create list get complete chat" "${EMB_SPECS[@]}"
 record_peaks embedded "${EMB_SPECS[@]}"
 signup_probe "$EMB_BASE" embedded flotilla "$EMB_PID"
 stop_pid "$EMB_PID"
+
+# the same create runs with the binary from before the event bus (no outbox, no audit)
+if [[ -n $BASELINE_BIN ]]; then
+    [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+    log "embedded mode, baseline binary $BASELINE_SOURCE"
+    BASE_PORT=$(free_port)
+    RUN_BIN=$BASELINE_BIN start_flotilla embedded-baseline \
+        FLOTILLA_DATA_DIR="$TMP/baseline-data" FLOTILLA_LISTEN="127.0.0.1:$BASE_PORT" \
+        FLOTILLA_RATE_LIMIT_PER_IP=0 FLOTILLA_RATE_LIMIT_PER_USER=0
+    BASE_PID=$STARTED_PID
+    wait_ready embedded-baseline "$BASE_PID" "http://127.0.0.1:$BASE_PORT/health" "$STARTED_US" >/dev/null
+    seed "http://127.0.0.1:$BASE_PORT" embedded-baseline
+    scenarios embedded-baseline gateway "http://127.0.0.1:$BASE_PORT" "http://127.0.0.1:$BASE_PORT" create "flotilla=$BASE_PID"
+    stop_pid "$BASE_PID"
+fi
 
 # --- distributed mode ------------------------------------------------------------------------
 log "distributed mode: starting a throwaway PostgreSQL"
@@ -620,7 +644,7 @@ as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$TMP/pg/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$TMP/pg -c max_connections=200" \
     start >/dev/null || die "PostgreSQL did not start: $(tail -n 5 "$TMP/pg/postgres.log")"
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
-for db in accounts tasks audit; do
+for db in accounts tasks audit assistant baseline_accounts baseline_tasks; do
     "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt -c "CREATE DATABASE $db" >/dev/null
 done
 PG_SETTINGS=$("$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -F= \
@@ -659,6 +683,8 @@ ACC_PORT=$(free_port)
 TASKS_PORT=$(free_port)
 AUDIT_PORT=$(free_port)
 GW_PORT=$(free_port)
+ASSIST_PORT=$(free_port)
+ASSIST_BASE=http://127.0.0.1:$ASSIST_PORT
 ACC_BASE=http://127.0.0.1:$ACC_PORT
 AUDIT_BASE=http://127.0.0.1:$AUDIT_PORT
 TASKS_BASE=http://127.0.0.1:$TASKS_PORT
@@ -685,27 +711,59 @@ AUDIT_PID=$STARTED_PID
 READY[audit]=$(wait_ready distributed-audit "$AUDIT_PID" "$AUDIT_BASE/ready" "$STARTED_US")
 log "audit ready (/ready 200) after ${READY[audit]} ms"
 
+# the assistant: chat turns call the tasks service over HTTP as the user (rules provider)
+start_flotilla distributed-assistant FLOTILLA_LISTEN="127.0.0.1:$ASSIST_PORT" FLOTILLA_DB_MAX_CONNECTIONS=20 \
+    FLOTILLA_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/assistant" FLOTILLA_ACCOUNTS_URL="$ACC_BASE" \
+    FLOTILLA_TASKS_URL="$TASKS_BASE" "${NATS_VARS[@]}" -- assistant
+ASSIST_PID=$STARTED_PID
+READY[assistant]=$(wait_ready distributed-assistant "$ASSIST_PID" "$ASSIST_BASE/ready" "$STARTED_US")
+log "assistant ready (/ready 200) after ${READY[assistant]} ms"
+
 start_flotilla distributed-gateway FLOTILLA_LISTEN="127.0.0.1:$GW_PORT" FLOTILLA_DB_MAX_CONNECTIONS=20 \
     FLOTILLA_ACCOUNTS_URL="$ACC_BASE" FLOTILLA_TASKS_URL="$TASKS_BASE" FLOTILLA_AUDIT_URL="$AUDIT_BASE" \
-    FLOTILLA_RATE_LIMIT_PER_IP=0 FLOTILLA_RATE_LIMIT_PER_USER=0 -- gateway
+    FLOTILLA_ASSISTANT_URL="$ASSIST_BASE" FLOTILLA_RATE_LIMIT_PER_IP=0 FLOTILLA_RATE_LIMIT_PER_USER=0 -- gateway
 GW_PID=$STARTED_PID
 READY[gateway]=$(wait_ready distributed-gateway "$GW_PID" "$GW_BASE/health" "$STARTED_US")
 log "gateway ready (/health 200) after ${READY[gateway]} ms"
 
-DIST_SPECS=("gateway=$GW_PID" "accounts=$ACC_PID" "tasks=$TASKS_PID" "audit=$AUDIT_PID" "postgres=cluster")
+DIST_SPECS=("gateway=$GW_PID" "accounts=$ACC_PID" "tasks=$TASKS_PID" "audit=$AUDIT_PID" "assistant=$ASSIST_PID" "postgres=cluster")
 if [[ -n $NATS_PID ]]; then DIST_SPECS+=("nats=$NATS_PID"); fi
 DIST_LABELS=()
 for spec in "${DIST_SPECS[@]}"; do DIST_LABELS+=("${spec%%=*}"); done
 snapshot distributed start "${DIST_SPECS[@]}"
 seed "$GW_BASE" distributed
 snapshot distributed seeded "${DIST_SPECS[@]}"
-scenarios distributed gateway "$GW_BASE" "$GW_BASE" "create list get complete" "${DIST_SPECS[@]}"
+scenarios distributed gateway "$GW_BASE" "$GW_BASE" "create list get complete chat" "${DIST_SPECS[@]}"
 scenarios distributed direct "$TASKS_BASE" "$GW_BASE" "list get" "${DIST_SPECS[@]}"
 record_peaks distributed "${DIST_SPECS[@]}"
 signup_probe "$GW_BASE" distributed accounts "$ACC_PID"
 
+# the baseline binary (from before the event bus) in distributed mode: accounts, tasks and the
+# gateway on the same PostgreSQL cluster (databases of their own), no NATS, no audit
+if [[ -n $BASELINE_BIN ]]; then
+    log "distributed mode, baseline binary $BASELINE_SOURCE"
+    for pid in "$GW_PID" "$ASSIST_PID" "$AUDIT_PID" "$TASKS_PID" "$ACC_PID"; do stop_pid "$pid"; done
+    RUN_BIN=$BASELINE_BIN start_flotilla distributed-baseline-accounts FLOTILLA_LISTEN="127.0.0.1:$ACC_PORT" \
+        FLOTILLA_DB_MAX_CONNECTIONS=20 FLOTILLA_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/baseline_accounts" -- accounts
+    B_ACC_PID=$STARTED_PID
+    wait_ready distributed-baseline-accounts "$B_ACC_PID" "$ACC_BASE/ready" "$STARTED_US" >/dev/null
+    RUN_BIN=$BASELINE_BIN start_flotilla distributed-baseline-tasks FLOTILLA_LISTEN="127.0.0.1:$TASKS_PORT" \
+        FLOTILLA_DB_MAX_CONNECTIONS=20 FLOTILLA_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/baseline_tasks" \
+        FLOTILLA_ACCOUNTS_URL="$ACC_BASE" -- tasks
+    B_TASKS_PID=$STARTED_PID
+    wait_ready distributed-baseline-tasks "$B_TASKS_PID" "$TASKS_BASE/ready" "$STARTED_US" >/dev/null
+    RUN_BIN=$BASELINE_BIN start_flotilla distributed-baseline-gateway FLOTILLA_LISTEN="127.0.0.1:$GW_PORT" \
+        FLOTILLA_DB_MAX_CONNECTIONS=20 FLOTILLA_ACCOUNTS_URL="$ACC_BASE" FLOTILLA_TASKS_URL="$TASKS_BASE" \
+        FLOTILLA_RATE_LIMIT_PER_IP=0 FLOTILLA_RATE_LIMIT_PER_USER=0 -- gateway
+    B_GW_PID=$STARTED_PID
+    wait_ready distributed-baseline-gateway "$B_GW_PID" "$GW_BASE/health" "$STARTED_US" >/dev/null
+    seed "$GW_BASE" distributed-baseline
+    scenarios distributed-baseline gateway "$GW_BASE" "$GW_BASE" create \
+        "gateway=$B_GW_PID" "accounts=$B_ACC_PID" "tasks=$B_TASKS_PID" "postgres=cluster"
+fi
+
 # what the servers logged at warn and above (JSON lines), counted by process, target and message
-SERVER_LOGS=("$OUT"/embedded.log "$OUT"/distributed-accounts.log "$OUT"/distributed-tasks.log "$OUT"/distributed-audit.log "$OUT"/distributed-gateway.log)
+SERVER_LOGS=("$OUT"/embedded.log "$OUT"/distributed-accounts.log "$OUT"/distributed-tasks.log "$OUT"/distributed-audit.log "$OUT"/distributed-assistant.log "$OUT"/distributed-gateway.log)
 LOG_SUMMARY=$(for f in "${SERVER_LOGS[@]}"; do
     [[ -r $f ]] || continue
     grep '^{' "$f" | jq -r --arg p "$(basename "$f" .log)" \
@@ -794,6 +852,24 @@ added_latency() {
     done
 }
 
+events_cost() {
+    echo "| mode | connections | create req/s without events | with events | change | p99 ms without / with | errors without / with | verdict (≤ 25 % lower) |"
+    echo "|---|---:|---:|---:|---:|---|---|---|"
+    local m c without with verdict
+    for m in embedded distributed; do
+        for c in $CONNECTIONS; do
+            without=$(res "$m-baseline" gateway create "$c" 5)
+            with=$(res "$m" gateway create "$c" 5)
+            [[ -n $without && -n $with ]] || continue
+            verdict=$(awk -v a="$without" -v b="$with" 'BEGIN { print (b >= 0.75 * a) ? "**met**" : "**missed**" }')
+            awk -v m="$m" -v c="$c" -v a="$without" -v b="$with" -v v="$verdict" \
+                -v pa="$(res "$m-baseline" gateway create "$c" 7)" -v pb="$(res "$m" gateway create "$c" 7)" \
+                -v ea="$(res "$m-baseline" gateway create "$c" 10)" -v eb="$(res "$m" gateway create "$c" 10)" \
+                'BEGIN { printf "| %s | %s | %s | %s | %+.1f %% | %.2f / %.2f | %s / %s | %s |\n", m, c, a, b, 100 * (b - a) / a, pa, pb, ea, eb, v }'
+        done
+    done
+}
+
 memory_row() {
     # memory_row MODE LABEL NAME READY CHECK
     local m=$1 l=$2
@@ -847,6 +923,7 @@ fi
     echo "| list | \`GET /api/{user}/tasks?limit=20\` (the user has $SEED_TASKS tasks; 20 returned) |"
     echo "| get | \`GET /api/{user}/tasks/{id}\` |"
     echo "| complete | \`PATCH /api/{user}/tasks/{id}/complete\` (toggle, no \`If-Match\`), round-robin over the $SEED_TASKS tasks |"
+    echo "| chat | \`POST /api/{user}/chat\` with the rules provider, a new conversation per turn, cycling through \"show my tasks\" (a \`list_tasks\` call over the $SEED_TASKS tasks), \"what's left for today?\" (a filtered \`list_tasks\`) and \"hello\" (no tool); every turn stores both messages (at $CHAT_CONNECTIONS connections) |"
     echo
     echo "**How to read this.** wrk runs on the same $(nproc) cores as the server(s) and takes CPU from"
     echo "them; the CPU columns show how the cores were shared (100 % = one core, at most"
@@ -873,7 +950,7 @@ fi
     echo
     echo "## Distributed mode"
     echo
-    echo "\`flotilla accounts\`, \`flotilla tasks\`, \`flotilla audit\` and \`flotilla gateway\`, each its own process, on a"
+    echo "\`flotilla accounts\`, \`flotilla tasks\`, \`flotilla audit\`, \`flotilla assistant\` and \`flotilla gateway\`, each its own process, on a"
     echo "throwaway PostgreSQL cluster (default settings, so \`fsync\` and \`synchronous_commit\` on, plus"
     echo "\`max_connections=200\`; read back: ${PG_SETTINGS% }), \`FLOTILLA_DB_MAX_CONNECTIONS=20\`."
     if [[ -n $NATS_PID ]]; then
@@ -887,6 +964,7 @@ fi
     memory_row distributed accounts accounts "${READY[accounts]}" "\`/ready\`"
     memory_row distributed tasks tasks "${READY[tasks]}" "\`/ready\`"
     memory_row distributed audit audit "${READY[audit]}" "\`/ready\`"
+    memory_row distributed assistant assistant "${READY[assistant]}" "\`/ready\`"
     memory_row distributed gateway gateway "${READY[gateway]}" "\`/health\`"
     memory_row distributed postgres "postgres (all processes, PSS)" "–" "–"
     if [[ -n $NATS_PID ]]; then
@@ -913,6 +991,17 @@ fi
     echo
     added_latency
     echo
+    if [[ -n $BASELINE_BIN ]]; then
+        echo "## What the events cost"
+        echo
+        echo "The create scenario run the same way with a binary built from before the event bus"
+        echo "($BASELINE_SOURCE): no outbox row in the create transaction, no relay, no audit consumer,"
+        echo "and in distributed mode no NATS (accounts, tasks and the gateway only). The target is a"
+        echo "create throughput at most 25 % below the figure without events."
+        echo
+        events_cost
+        echo
+    fi
     echo "## Targets"
     echo
     echo "Embedded mode, on this machine, with wrk on the same cores."
@@ -921,9 +1010,23 @@ fi
     echo "|---|---|---|---|"
     scenario_targets list 15000
     scenario_targets create 5000
+    chat_rps=$(res embedded gateway chat 50 5)
+    chat_p99=$(res embedded gateway chat 50 7)
+    if [[ -n $chat_rps ]]; then
+        target_row "chat turns/s at 50 connections (rules provider)" "≥ 2000" "$chat_rps (p99 $(printf '%.2f ms' "$chat_p99"), errors $(res embedded gateway chat 50 10))" "$(ge "$chat_rps" 2000)"
+    else
+        target_row "chat turns/s at 50 connections (rules provider)" "≥ 2000" "–" ""
+    fi
     target_row "peak RSS under load" "≤ 60 MiB" "$EMB_PEAK_MIB MiB (after $PROBE_SIGNUPS more sign-ups: $(mib "${MEM[embedded/flotilla/probe]:-}") MiB)" "$(le "$EMB_PEAK_MIB" 60)"
     target_row "ready (\`/health\` 200)" "≤ 300 ms" "${READY[embedded]} ms" "$(le "${READY[embedded]}" 300)"
     echo
+    if [[ -r $BENCH_DIR/limits.md ]]; then
+        # hand-written: the profile of the missed targets (bench/profile.sh), dated inside
+        echo "## What limits the targets"
+        echo
+        cat "$BENCH_DIR/limits.md"
+        echo
+    fi
     echo "## Raw data"
     echo
     echo "The raw wrk outputs (\`<mode>-<target>-<scenario>-c<connections>.txt\`), the memory samples"
