@@ -34,7 +34,11 @@ pub async fn accounts(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_accounts::SERVICE);
     let db = open_db(flotilla_accounts::SERVICE, &url, flotilla_accounts::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(flotilla_accounts::SERVICE, db.clone());
+    let pruning = flotilla_events::retention::spawn_pruning(
+        flotilla_accounts::SERVICE,
+        db.clone(),
+        flotilla_events::retention::EventTables::OUTBOX,
+    );
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_accounts::SERVICE, db.clone(), dyn_bus.clone());
@@ -82,7 +86,11 @@ pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_tasks::SERVICE);
     let db = open_db(flotilla_tasks::SERVICE, &url, flotilla_tasks::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(flotilla_tasks::SERVICE, db.clone());
+    let pruning = flotilla_events::retention::spawn_pruning(
+        flotilla_tasks::SERVICE,
+        db.clone(),
+        flotilla_events::retention::EventTables::BOTH,
+    );
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_tasks::SERVICE, db.clone(), dyn_bus.clone());
@@ -116,7 +124,11 @@ pub async fn audit(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_audit::SERVICE);
     let db = open_db(flotilla_audit::SERVICE, &url, flotilla_audit::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(flotilla_audit::SERVICE, db.clone());
+    let pruning = flotilla_events::retention::spawn_pruning(
+        flotilla_audit::SERVICE,
+        db.clone(),
+        flotilla_events::retention::EventTables::INBOX,
+    );
     let bus = connect_bus(&nats).await?;
     bus.subscribe(
         flotilla_audit::CONSUMER,
@@ -156,7 +168,11 @@ pub async fn assistant(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
     let url = service_db_url(env, flotilla_assistant::SERVICE);
     let db = open_db(flotilla_assistant::SERVICE, &url, flotilla_assistant::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(flotilla_assistant::SERVICE, db.clone());
+    let pruning = flotilla_events::retention::spawn_pruning(
+        flotilla_assistant::SERVICE,
+        db.clone(),
+        flotilla_events::retention::EventTables::BOTH,
+    );
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_assistant::SERVICE, db.clone(), dyn_bus.clone());

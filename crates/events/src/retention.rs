@@ -17,6 +17,20 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// How often the pruning runs (also once at start).
 pub const INTERVAL: Duration = Duration::from_secs(3600);
 
+/// Which event tables a service's database has: producers (accounts) have only the outbox, the
+/// audit log only the inbox, services that do both have both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTables {
+    pub outbox: bool,
+    pub inbox: bool,
+}
+
+impl EventTables {
+    pub const OUTBOX: Self = Self { outbox: true, inbox: false };
+    pub const INBOX: Self = Self { outbox: false, inbox: true };
+    pub const BOTH: Self = Self { outbox: true, inbox: true };
+}
+
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -26,18 +40,21 @@ pub struct Pruned {
 
 /// Deletes outbox rows published, and inbox rows processed, more than [`RETENTION`] before
 /// `now_ms`. Unpublished outbox rows are never touched, however old.
-pub async fn prune_once(db: &Db, now_ms: i64) -> Result<Pruned, sqlx::Error> {
+/// Only the `tables` the database has are touched.
+pub async fn prune_once(db: &Db, tables: EventTables, now_ms: i64) -> Result<Pruned, sqlx::Error> {
     let before = now_ms - RETENTION.as_millis() as i64;
-    Ok(Pruned { outbox: prune_published(db, before).await?, inbox: prune_inbox(db, before).await? })
+    let outbox = if tables.outbox { prune_published(db, before).await? } else { 0 };
+    let inbox = if tables.inbox { prune_inbox(db, before).await? } else { 0 };
+    Ok(Pruned { outbox, inbox })
 }
 
 /// Runs [`prune_once`] now and every [`INTERVAL`] until the task is aborted.
-pub fn spawn_pruning(service: &'static str, db: Db) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pruning(service: &'static str, db: Db, tables: EventTables) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(INTERVAL);
         loop {
             tick.tick().await;
-            match prune_once(&db, now_ms()).await {
+            match prune_once(&db, tables, now_ms()).await {
                 Ok(p) if p != Pruned::default() => {
                     tracing::info!(service, outbox = p.outbox, inbox = p.inbox, "pruned old event rows")
                 }

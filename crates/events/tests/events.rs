@@ -339,7 +339,7 @@ async fn one_shot_flush_publishes_pending_rows() {
 /// Old published outbox rows and old inbox rows go; unpublished rows stay however old, and so do
 /// recent ones.
 async fn pruning_keeps_what_is_still_needed(db: Db) {
-    use flotilla_events::retention::{Pruned, RETENTION, prune_once};
+    use flotilla_events::retention::{EventTables, Pruned, RETENTION, prune_once};
     let events: Vec<flotilla_events::Event> = (0..3).map(|n| event("task.created", n)).collect();
     write_events(&db, &events, true).await;
     let now = flotilla_runtime::time::now_ms();
@@ -366,13 +366,45 @@ async fn pruning_keeps_what_is_still_needed(db: Db) {
             .await
             .unwrap();
     }
-    assert_eq!(prune_once(&db, now).await.unwrap(), Pruned { outbox: 1, inbox: 1 });
+    assert_eq!(prune_once(&db, EventTables::BOTH, now).await.unwrap(), Pruned { outbox: 1, inbox: 1 });
     let left: Vec<String> =
         sqlx::query_scalar("SELECT id FROM outbox ORDER BY seq").fetch_all(db.read()).await.unwrap();
     assert_eq!(left, vec![events[1].id.clone(), events[2].id.clone()]);
     let inbox: Vec<String> = sqlx::query_scalar("SELECT event_id FROM inbox").fetch_all(db.read()).await.unwrap();
     assert_eq!(inbox, vec!["e-new".to_owned()]);
-    assert_eq!(prune_once(&db, now).await.unwrap(), Pruned::default(), "a second pass finds nothing");
+    assert_eq!(
+        prune_once(&db, EventTables::BOTH, now).await.unwrap(),
+        Pruned::default(),
+        "a second pass finds nothing"
+    );
+}
+
+/// A producer's database (accounts) has no inbox and the audit log's no outbox: each is pruned
+/// without touching the table it lacks (before, the missing table failed every pass).
+#[tokio::test]
+async fn pruning_touches_only_the_tables_a_database_has() {
+    use flotilla_events::retention::{EventTables, Pruned, RETENTION, prune_once};
+    let dir = tempfile::tempdir().unwrap();
+    let now = flotilla_runtime::time::now_ms();
+    let old = now - RETENTION.as_millis() as i64 - 60_000;
+
+    let producer = sqlite_db(&dir, "producer").await;
+    let events: Vec<flotilla_events::Event> = (0..2).map(|n| event("user.created", n)).collect();
+    write_events(&producer, &events, true).await;
+    sqlx::query("UPDATE outbox SET published_at = $1, created_at = $1").bind(old).execute(producer.write()).await.unwrap();
+    sqlx::query("DROP TABLE inbox").execute(producer.write()).await.unwrap();
+    assert_eq!(prune_once(&producer, EventTables::OUTBOX, now).await.unwrap(), Pruned { outbox: 2, inbox: 0 });
+    assert!(prune_once(&producer, EventTables::BOTH, now).await.is_err(), "the inbox is missing");
+
+    let consumer = sqlite_db(&dir, "consumer").await;
+    sqlx::query("INSERT INTO inbox (consumer, event_id, processed_at) VALUES ('audit', 'e-old', $1)")
+        .bind(old)
+        .execute(consumer.write())
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE outbox").execute(consumer.write()).await.unwrap();
+    assert_eq!(prune_once(&consumer, EventTables::INBOX, now).await.unwrap(), Pruned { outbox: 0, inbox: 1 });
+    assert!(prune_once(&consumer, EventTables::BOTH, now).await.is_err(), "the outbox is missing");
 }
 
 #[tokio::test]
