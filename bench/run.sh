@@ -898,6 +898,12 @@ if [[ -z ${BENCH_SOURCE:-} ]]; then
     fi
 fi
 
+# the image size is measured by .ci/deploy-checks (RECORD_BENCHMARKS=1) into the same file: keep it
+IMAGE_SECTION=""
+if [[ -r $REPORT ]]; then
+    IMAGE_SECTION=$(sed -n '/^## Container image/,$p' "$REPORT")
+fi
+
 {
     echo "# Benchmarks"
     echo
@@ -1043,6 +1049,10 @@ fi
             gsub(/\|/, "\\|", $4); printf "| %s | %s | %s | `%s` | %s |\n", n, $1, $2, $3, $4 }' <<<"$LOG_SUMMARY"
     else
         echo "(none)"
+    fi
+    if [[ -n $IMAGE_SECTION ]]; then
+        echo
+        echo "$IMAGE_SECTION"
     fi
 } >"$REPORT"
 
