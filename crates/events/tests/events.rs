@@ -391,7 +391,11 @@ async fn pruning_touches_only_the_tables_a_database_has() {
     let producer = sqlite_db(&dir, "producer").await;
     let events: Vec<flotilla_events::Event> = (0..2).map(|n| event("user.created", n)).collect();
     write_events(&producer, &events, true).await;
-    sqlx::query("UPDATE outbox SET published_at = $1, created_at = $1").bind(old).execute(producer.write()).await.unwrap();
+    sqlx::query("UPDATE outbox SET published_at = $1, created_at = $1")
+        .bind(old)
+        .execute(producer.write())
+        .await
+        .unwrap();
     sqlx::query("DROP TABLE inbox").execute(producer.write()).await.unwrap();
     assert_eq!(prune_once(&producer, EventTables::OUTBOX, now).await.unwrap(), Pruned { outbox: 2, inbox: 0 });
     assert!(prune_once(&producer, EventTables::BOTH, now).await.is_err(), "the inbox is missing");
