@@ -196,7 +196,7 @@ impl Consumer {
 
     /// One attempt: `Ok(true)` processed, `Ok(false)` duplicate.
     async fn attempt(&self, event: &Event) -> Result<bool, AttemptError> {
-        let mut tx = self.db.write().begin().await?;
+        let mut tx = self.db.begin().await?;
         if !insert_inbox(&mut tx, &self.name, &event.id).await? {
             tx.commit().await?;
             return Ok(false);
@@ -381,7 +381,7 @@ pub enum ReplayError {
 pub async fn replay_dead_letter(db: &Db, handler: &dyn Handler, id: &str) -> Result<ReplayOutcome, ReplayError> {
     let letter = get_dead_letter(db, id).await?.ok_or_else(|| ReplayError::NotFound(id.to_owned()))?;
     let event = letter.event().map_err(|e| ReplayError::InvalidPayload(e.to_string()))?;
-    let mut tx = db.write().begin().await?;
+    let mut tx = db.begin().await?;
     if !insert_inbox(&mut tx, &letter.consumer, &event.id).await? {
         tx.commit().await?;
         metrics::counter!(EVENT_BUS_CONSUMED_TOTAL, "consumer" => letter.consumer.clone(), "outcome" => outcome::DUPLICATE)

@@ -58,7 +58,7 @@ pub const RELAY_LOCK_KEY: i64 = 0x0f10_7111_a0b0_0001;
 /// Writes `event` to the outbox on `conn`, normally the caller's open transaction:
 ///
 /// ```ignore
-/// let mut tx = db.write().begin().await?;
+/// let mut tx = db.begin().await?;
 /// /* the state change */
 /// flotilla_events::enqueue(&mut tx, &event).await?;
 /// tx.commit().await?;

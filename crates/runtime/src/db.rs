@@ -198,6 +198,21 @@ impl Db {
         &self.write
     }
 
+    /// Starts a transaction on the write pool; use it instead of `write().begin()`. It is
+    /// cancel-safe, unlike sqlx 0.9's `Pool::begin` on PostgreSQL: a future dropped while `BEGIN`
+    /// is in flight (a client that hangs up, the request time limit) leaves the pooled connection
+    /// inside a transaction nothing rolls back, and the next borrower's statements run in it
+    /// (transact-rs/sqlx#4393, fixed upstream after 0.9.0). Here `BEGIN` runs to completion on a
+    /// task of its own; a transaction nobody takes is dropped there, which queues its ROLLBACK.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        let pool = self.write.clone();
+        match tokio::spawn(async move { pool.begin().await }).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(sqlx::Error::PoolClosed), // the runtime is shutting down
+        }
+    }
+
     /// Readiness: the database answers and every migration this binary knows is applied.
     pub async fn check_ready(&self) -> Result<(), String> {
         if !self.migrated.load(Ordering::Acquire) {

@@ -92,7 +92,7 @@ impl Store {
     /// login).
     pub async fn record_event(&self, event: &Event) -> DbResult<()> {
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             enqueue(&mut tx, event).await?;
             tx.commit().await
         };
@@ -124,7 +124,7 @@ impl Store {
         .bind(u.created_at)
         .bind(u.updated_at);
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             q.execute(&mut *tx).await?;
             enqueue(&mut tx, &event).await?;
             tx.commit().await
@@ -195,7 +195,7 @@ impl Store {
     pub async fn admin_update_user(&self, id: &str, change: AdminChange, now: i64) -> DbResult<AdminUpdate> {
         let backend = self.db.backend;
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             if backend == Backend::Postgres {
                 // Serialises concurrent changes to administrators (SQLite has a single writer).
                 sqlx::query("SELECT id FROM users WHERE role = 'admin' AND active = TRUE ORDER BY id FOR UPDATE")
@@ -236,7 +236,7 @@ impl Store {
     /// written) when there was no such user.
     pub async fn delete_user(&self, id: &str) -> DbResult<bool> {
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
             if done.rows_affected() == 0 {
@@ -269,7 +269,7 @@ impl Store {
     /// Stores a new session's first refresh token together with its event (`user.logged_in`).
     pub async fn insert_session(&self, t: &NewRefreshToken, event: &Event) -> DbResult<()> {
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             insert_refresh_query(t).execute(&mut *tx).await?;
             enqueue(&mut tx, event).await?;
             tx.commit().await
@@ -294,7 +294,7 @@ impl Store {
     /// already used (or revoked) it: exactly one of concurrent exchanges wins.
     pub async fn rotate_refresh_token(&self, old_id: &str, new: &NewRefreshToken, now: i64) -> DbResult<bool> {
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             let done = sqlx::query(
                 "UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
             )
@@ -325,7 +325,7 @@ impl Store {
     /// the families that had unrevoked tokens.
     pub async fn revoke_user_families(&self, user_id: &str, keep_family: &str, now: i64) -> DbResult<Vec<String>> {
         let fut = async move {
-            let mut tx = self.db.write().begin().await?;
+            let mut tx = self.db.begin().await?;
             let families = revoke_families_in(&mut tx, user_id, keep_family, now).await?;
             tx.commit().await?;
             Ok(families)

@@ -120,7 +120,7 @@ impl Store {
         let msg = self
             .db
             .timed("create_conversation", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 sqlx::query(
                     "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -152,7 +152,7 @@ impl Store {
         let stored = self
             .db
             .timed("append_message", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 // Locks the conversation row (PostgreSQL) until commit: see the module docs.
                 let n = sqlx::query(
                     "UPDATE conversations SET updated_at = CASE WHEN updated_at > $1 THEN updated_at ELSE $1 END \
@@ -296,7 +296,7 @@ impl Store {
     pub async fn delete_conversation(&self, user_id: &str, id: &str) -> Result<bool, DbError> {
         self.db
             .timed("delete_conversation", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 let n = sqlx::query("DELETE FROM conversations WHERE id = $1 AND user_id = $2")
                     .bind(id)
                     .bind(user_id)

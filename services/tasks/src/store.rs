@@ -93,7 +93,7 @@ impl Store {
         let inserted = self
             .db
             .timed("create_task", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 if let Some(k) = idem {
                     let claimed = sqlx::query(
                         "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, task_id, created_at) \
@@ -167,7 +167,7 @@ impl Store {
     pub async fn update(&self, current: &Task, next: &Task) -> Result<bool, DbError> {
         self.db
             .timed("update_task", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 let n = sqlx::query(
                     "UPDATE tasks SET title = $1, title_key = $2, description = $3, description_key = $4, \
                      completed = $5, completed_at = $6, priority = $7, tags = $8, due_at = $9, remind_at = $10, \
@@ -225,7 +225,7 @@ impl Store {
     pub async fn delete(&self, user_id: &str, id: &str, expected_version: Option<i64>) -> Result<bool, DbError> {
         self.db
             .timed("delete_task", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 let n = match expected_version {
                     Some(v) => sqlx::query("DELETE FROM tasks WHERE id = $1 AND user_id = $2 AND version = $3")
                         .bind(id)
@@ -544,7 +544,7 @@ impl Store {
         let emitted = self
             .db
             .timed("emit_reminder", async {
-                let mut tx = self.db.write().begin().await?;
+                let mut tx = self.db.begin().await?;
                 let n = sqlx::query(
                     "UPDATE tasks SET reminded_at = $1 \
                      WHERE id = $2 AND remind_at = $3 AND reminded_at IS NULL AND completed = FALSE",
