@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use flotilla_events::retention::EventTables;
 use flotilla_events::{Bus, MemoryBus, Relay, RetryPolicy};
 use flotilla_gateway::{Upstream, Upstreams};
 use flotilla_runtime::auth::AuthContext;
@@ -75,10 +74,10 @@ pub async fn run(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     );
     let retention = flotilla_audit::spawn_retention(audit_db.clone(), &audit_cfg);
     let pruning = [
-        (flotilla_accounts::SERVICE, &accounts_db, EventTables::OUTBOX),
-        (flotilla_tasks::SERVICE, &tasks_db, EventTables::BOTH),
-        (flotilla_audit::SERVICE, &audit_db, EventTables::INBOX),
-        (flotilla_assistant::SERVICE, &assistant_db, EventTables::BOTH),
+        (flotilla_accounts::SERVICE, &accounts_db, flotilla_accounts::EVENT_TABLES),
+        (flotilla_tasks::SERVICE, &tasks_db, flotilla_tasks::EVENT_TABLES),
+        (flotilla_audit::SERVICE, &audit_db, flotilla_audit::EVENT_TABLES),
+        (flotilla_assistant::SERVICE, &assistant_db, flotilla_assistant::EVENT_TABLES),
     ]
     .map(|(service, db, tables)| flotilla_events::retention::spawn_pruning(service, db.clone(), tables));
     let dyn_bus: Arc<dyn Bus> = bus.clone();

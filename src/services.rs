@@ -10,17 +10,34 @@
 
 use std::sync::Arc;
 
+use flotilla_events::retention::EventTables;
 use flotilla_events::{Bus, NatsBus, Relay, RetryPolicy};
 
 use flotilla_runtime::auth::AuthContext;
 use flotilla_runtime::config::{self, ConfigError, Env, RuntimeConfig};
+use flotilla_runtime::db::{Db, Migrations};
 use flotilla_runtime::http::Ops;
 use flotilla_runtime::jwks::JwksClient;
 use flotilla_runtime::server;
 use flotilla_runtime::shared::SharedStore;
 use flotilla_runtime::upstream::{HttpUpstream, Upstream};
+use tokio::task::JoinHandle;
 
 use crate::cli::{Failure, fail, nats_url, open_db, reminder_interval, service_db_url};
+
+/// The service's own database (`FLOTILLA_DATABASE_URL`), migrated, and the hourly pruning of its
+/// event tables.
+async fn service_db(
+    env: &Env,
+    rt: &RuntimeConfig,
+    service: &'static str,
+    migrations: Migrations,
+    tables: EventTables,
+) -> Result<(Db, JoinHandle<()>), Failure> {
+    let db = open_db(service, &service_db_url(env, service), migrations, rt).await?;
+    let pruning = flotilla_events::retention::spawn_pruning(service, db.clone(), tables);
+    Ok((db, pruning))
+}
 
 /// Connects to NATS (the client keeps reconnecting in the background: a server that is down now
 /// only delays publishing; `/ready` reports it).
@@ -32,13 +49,14 @@ pub async fn accounts(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let cfg = flotilla_accounts::Config::from_env(env)?;
     let nats = nats_url(env, flotilla_accounts::SERVICE)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
-    let url = service_db_url(env, flotilla_accounts::SERVICE);
-    let db = open_db(flotilla_accounts::SERVICE, &url, flotilla_accounts::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(
+    let (db, pruning) = service_db(
+        env,
+        &rt,
         flotilla_accounts::SERVICE,
-        db.clone(),
-        flotilla_events::retention::EventTables::OUTBOX,
-    );
+        flotilla_accounts::MIGRATIONS,
+        flotilla_accounts::EVENT_TABLES,
+    )
+    .await?;
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_accounts::SERVICE, db.clone(), dyn_bus.clone());
@@ -84,13 +102,8 @@ pub async fn tasks(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let interval = reminder_interval(env)?;
     let auth = remote_auth(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
-    let url = service_db_url(env, flotilla_tasks::SERVICE);
-    let db = open_db(flotilla_tasks::SERVICE, &url, flotilla_tasks::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(
-        flotilla_tasks::SERVICE,
-        db.clone(),
-        flotilla_events::retention::EventTables::BOTH,
-    );
+    let (db, pruning) =
+        service_db(env, &rt, flotilla_tasks::SERVICE, flotilla_tasks::MIGRATIONS, flotilla_tasks::EVENT_TABLES).await?;
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_tasks::SERVICE, db.clone(), dyn_bus.clone());
@@ -122,13 +135,8 @@ pub async fn audit(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let nats = nats_url(env, flotilla_audit::SERVICE)?;
     let auth = remote_auth(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
-    let url = service_db_url(env, flotilla_audit::SERVICE);
-    let db = open_db(flotilla_audit::SERVICE, &url, flotilla_audit::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(
-        flotilla_audit::SERVICE,
-        db.clone(),
-        flotilla_events::retention::EventTables::INBOX,
-    );
+    let (db, pruning) =
+        service_db(env, &rt, flotilla_audit::SERVICE, flotilla_audit::MIGRATIONS, flotilla_audit::EVENT_TABLES).await?;
     let bus = connect_bus(&nats).await?;
     bus.subscribe(
         flotilla_audit::CONSUMER,
@@ -166,13 +174,14 @@ pub async fn assistant(env: &Env, rt: RuntimeConfig) -> Result<(), Failure> {
     let tasks = required_upstream(env, config::TASKS_URL, "tasks", "the assistant's tools call the tasks API")?;
     let auth = remote_auth(env)?;
     let listener = server::bind(rt.listen).await.map_err(|e| fail("listen", e))?;
-    let url = service_db_url(env, flotilla_assistant::SERVICE);
-    let db = open_db(flotilla_assistant::SERVICE, &url, flotilla_assistant::MIGRATIONS, &rt).await?;
-    let pruning = flotilla_events::retention::spawn_pruning(
+    let (db, pruning) = service_db(
+        env,
+        &rt,
         flotilla_assistant::SERVICE,
-        db.clone(),
-        flotilla_events::retention::EventTables::BOTH,
-    );
+        flotilla_assistant::MIGRATIONS,
+        flotilla_assistant::EVENT_TABLES,
+    )
+    .await?;
     let bus = connect_bus(&nats).await?;
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let relay = Relay::spawn(flotilla_assistant::SERVICE, db.clone(), dyn_bus.clone());

@@ -43,6 +43,9 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 /// The accounts schema for both engines.
 pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATOR, postgres: &POSTGRES_MIGRATOR };
 
+/// The event tables [`MIGRATIONS`] create (it publishes events and consumes none), for their pruning.
+pub const EVENT_TABLES: flotilla_events::retention::EventTables = flotilla_events::retention::EventTables::OUTBOX;
+
 /// How often a running service re-reads its signing keys (to pick up a rotation made by the CLI
 /// or another replica).
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);

@@ -54,6 +54,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
+/// The event tables [`MIGRATIONS`] create (it consumes every event and publishes none), for their pruning.
+pub const EVENT_TABLES: flotilla_events::retention::EventTables = flotilla_events::retention::EventTables::INBOX;
+
 /// How often the retention job runs (it also runs once at start).
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 

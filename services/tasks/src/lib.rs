@@ -36,6 +36,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
+/// The event tables [`MIGRATIONS`] create (it publishes events and consumes some), for their pruning.
+pub const EVENT_TABLES: flotilla_events::retention::EventTables = flotilla_events::retention::EventTables::BOTH;
+
 /// The event side of a running tasks service: the waker of its outbox relay and the bus the
 /// relay publishes to (its state is part of `/ready`).
 #[derive(Clone)]
